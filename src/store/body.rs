@@ -1,0 +1,271 @@
+//! Reading objects: index lookup, then the body as `Bytes` slices of the segment mapping.
+//! Every byte handed out has passed its chunk's crc32 check first: small bodies (one chunk)
+//! before the lookup returns, larger ones chunk by chunk as they are read.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::store::error::{Result, StoreError};
+use crate::store::index::{BlobEntry, ObjectEntry, Pos};
+use crate::store::record::{check_extent, DecodeError};
+use crate::store::segment::{is_resident, Segment};
+use crate::store::{Hit, Inner, ObjectInfo};
+
+/// One extent to read: its segment (kept alive by this `Arc`) and record offset.
+#[derive(Debug, Clone)]
+struct ChunkRef {
+    segment: Arc<Segment>,
+    offset: u64,
+    len: u32,
+}
+
+/// An object's body. Iterate it with [`Body::next_chunk`] (or `next_chunk_async`); each
+/// chunk is checked before it is returned, and a chunk that fails ends the body with an
+/// error and drops the object from the store.
+#[derive(Debug)]
+pub struct Body {
+    len: u64,
+    repr: Repr,
+}
+
+#[derive(Debug)]
+enum Repr {
+    /// Already verified (small bodies), or fully consumed.
+    Whole(Option<Bytes>),
+    Chunks {
+        inner: Arc<Inner>,
+        key: Vec<u8>,
+        pos: Pos,
+        chunks: VecDeque<ChunkRef>,
+    },
+}
+
+impl Body {
+    /// Body length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The next verified chunk, `None` at the end, or an error if a chunk failed its check.
+    pub fn next_chunk(&mut self) -> Option<Result<Bytes>> {
+        match &mut self.repr {
+            Repr::Whole(b) => b.take().map(Ok),
+            Repr::Chunks {
+                inner,
+                key,
+                pos,
+                chunks,
+            } => {
+                let c = chunks.pop_front()?;
+                let r = verify_chunk(inner, key, *pos, &c);
+                if r.is_err() {
+                    chunks.clear();
+                }
+                Some(r)
+            }
+        }
+    }
+
+    /// Like [`Body::next_chunk`], but a chunk whose pages are not resident is read and
+    /// checked on tokio's blocking pool, so the calling async worker never waits on disk.
+    pub async fn next_chunk_async(&mut self) -> Option<Result<Bytes>> {
+        match &mut self.repr {
+            Repr::Whole(b) => b.take().map(Ok),
+            Repr::Chunks {
+                inner,
+                key,
+                pos,
+                chunks,
+            } => {
+                let c = chunks.pop_front()?;
+                let resident = c
+                    .segment
+                    .bytes()
+                    .map(|m| {
+                        let s = c.offset as usize;
+                        let e = (s + 64 + c.len as usize).min(m.len());
+                        s < e && is_resident(&m[s..e])
+                    })
+                    .unwrap_or(false);
+                let r = if resident {
+                    verify_chunk(inner, key, *pos, &c)
+                } else {
+                    let (inner2, key2, pos2) = (inner.clone(), key.clone(), *pos);
+                    tokio::task::spawn_blocking(move || verify_chunk(&inner2, &key2, pos2, &c))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(StoreError::io(
+                                inner.seg_dir.clone(),
+                                std::io::Error::other(e.to_string()),
+                            ))
+                        })
+                };
+                if r.is_err() {
+                    chunks.clear();
+                }
+                Some(r)
+            }
+        }
+    }
+
+    /// Reads the whole body into one buffer (tests and tools; serving streams chunks).
+    pub fn read_all(mut self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        while let Some(c) = self.next_chunk() {
+            out.extend_from_slice(&c?);
+        }
+        Ok(out)
+    }
+}
+
+fn verify_chunk(inner: &Inner, key: &[u8], pos: Pos, c: &ChunkRef) -> Result<Bytes> {
+    match read_extent(inner, &c.segment, c.offset, c.len) {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            inner.quarantine_object(key, pos, c.segment.id, c.offset, &e.to_string());
+            Err(StoreError::BodyCorrupt {
+                key: String::from_utf8_lossy(key).into_owned(),
+                segment: c.segment.id,
+                offset: c.offset,
+            })
+        }
+    }
+}
+
+/// Reads and checks one extent; the returned `Bytes` points into the mapping.
+pub(crate) fn read_extent(
+    inner: &Inner,
+    seg: &Segment,
+    offset: u64,
+    len: u32,
+) -> std::result::Result<Bytes, DecodeError> {
+    let map = seg
+        .bytes()
+        .map_err(|e| DecodeError::Encoding(format!("cannot map segment: {e}")))?;
+    // Never read past what is allocated: that would fault.
+    let readable = seg.allocated().min(map.len() as u64) as usize;
+    let range = check_extent(&map[..readable], inner.dir.salt, seg.id, offset, len)?;
+    Ok(map.slice(range))
+}
+
+/// What the index says about a key, with its chunks resolved to segments.
+struct Located {
+    key: Vec<u8>,
+    entry: ObjectEntry,
+    chunks: VecDeque<ChunkRef>,
+}
+
+fn locate(inner: &Arc<Inner>, key: &[u8]) -> Result<Option<Located>> {
+    let Some(entry) = inner.index.get_object(key)? else {
+        return Ok(None);
+    };
+    if inner.is_dead(entry.expires_at_ms, inner.now_ms()) || inner.is_quarantined(key, entry.pos) {
+        return Ok(None);
+    }
+    let Some(blob) = inner.index.get_blob(&entry.blob)? else {
+        // Raced with a removal or reclaim: a miss.
+        return Ok(None);
+    };
+    let Some(chunks) = resolve(inner, &blob) else {
+        return Ok(None);
+    };
+    Ok(Some(Located {
+        key: key.to_vec(),
+        entry,
+        chunks,
+    }))
+}
+
+fn resolve(inner: &Inner, blob: &BlobEntry) -> Option<VecDeque<ChunkRef>> {
+    let mut chunks = VecDeque::new();
+    let segs = inner.segments.read().unwrap_or_else(|e| e.into_inner());
+    for run in &blob.runs {
+        let seg = segs.get(&run.segment)?;
+        for (offset, len) in run.extents(blob.chunk_size) {
+            chunks.push_back(ChunkRef {
+                segment: seg.clone(),
+                offset,
+                len,
+            });
+        }
+    }
+    Some(chunks)
+}
+
+fn finish(inner: &Arc<Inner>, loc: Located, verified: Option<Bytes>) -> Hit {
+    inner.recency.touch(&loc.key);
+    let len = loc.entry.body_len;
+    let pos = loc.entry.pos;
+    let repr = match verified {
+        Some(b) => Repr::Whole(Some(b)),
+        None if loc.chunks.is_empty() => Repr::Whole(None),
+        None => Repr::Chunks {
+            inner: inner.clone(),
+            key: loc.key.clone(),
+            pos,
+            chunks: loc.chunks,
+        },
+    };
+    Hit {
+        info: ObjectInfo::from_entry(loc.key, loc.entry),
+        body: Body { len, repr },
+    }
+}
+
+pub(crate) fn lookup(inner: &Arc<Inner>, key: &[u8]) -> Result<Option<Hit>> {
+    let Some(loc) = locate(inner, key)? else {
+        return Ok(None);
+    };
+    if loc.chunks.len() == 1 {
+        let c = &loc.chunks[0];
+        return match verify_chunk(inner, key, loc.entry.pos, c) {
+            Ok(b) => Ok(Some(finish(inner, loc, Some(b)))),
+            Err(_) => Ok(None),
+        };
+    }
+    Ok(Some(finish(inner, loc, None)))
+}
+
+pub(crate) async fn lookup_async(inner: &Arc<Inner>, key: &[u8]) -> Result<Option<Hit>> {
+    let Some(loc) = locate(inner, key)? else {
+        return Ok(None);
+    };
+    if loc.chunks.len() != 1 {
+        return Ok(Some(finish(inner, loc, None)));
+    }
+    let c = loc.chunks[0].clone();
+    let pos = loc.entry.pos;
+    let resident = c
+        .segment
+        .bytes()
+        .map(|m| {
+            let s = c.offset as usize;
+            let e = (s + 64 + c.len as usize).min(m.len());
+            s < e && is_resident(&m[s..e])
+        })
+        .unwrap_or(false);
+    let verified = if resident {
+        verify_chunk(inner, key, pos, &c)
+    } else {
+        let (inner2, key2) = (inner.clone(), key.to_vec());
+        tokio::task::spawn_blocking(move || verify_chunk(&inner2, &key2, pos, &c))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::io(
+                    inner.seg_dir.clone(),
+                    std::io::Error::other(e.to_string()),
+                ))
+            })
+    };
+    match verified {
+        Ok(b) => Ok(Some(finish(inner, loc, Some(b)))),
+        Err(StoreError::BodyCorrupt { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,543 @@
+//! Opening a cache: lock, format check, index open (or rebuild), replay of the log after
+//! the checkpoint watermark, lost and orphaned segments, a fresh active segment. Also the
+//! checkpoint itself and the rebuild of the index from the segments alone.
+//!
+//! Opening never scans every object: it reads one header per segment file and replays only
+//! the records written after the last checkpoint (about a second of writes).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use crate::store::config::{FsyncPolicy, StoreConfig};
+use crate::store::dir::CacheDir;
+use crate::store::error::{Result, StoreError};
+use crate::store::index::{
+    BlobEntry, Checkpoint, CounterValues, Counters, Index, ObjectEntry, Pos, SegmentEntry,
+};
+use crate::store::log::Log;
+use crate::store::recency::Recency;
+use crate::store::record::{
+    decode_payload, BlobRecord, ObjectRecord, RecordKind, TombstoneRecord, WalkEnd, WalkItem,
+    Walker, SEGMENT_HEADER_LEN,
+};
+use crate::store::segment::{self, Segment};
+use crate::store::{Events, Inner, OpenReport, Wake};
+
+pub(crate) const POS_MAX: Pos = Pos {
+    segment: u64::MAX,
+    offset: u64::MAX,
+};
+
+pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
+    cfg.validate()?;
+    let started = Instant::now();
+    let dir = CacheDir::open(&cfg.dir)?;
+    let seg_dir = dir.segments();
+    let files = open_segment_files(&seg_dir, dir.salt)?;
+
+    let mut report = OpenReport::default();
+    let mut rebuild_reason: Option<String> = force_rebuild.then(|| "requested".to_string());
+    let index = if force_rebuild {
+        fresh_index(&dir, &cfg)?
+    } else {
+        match Index::open(&dir.index(), cfg.index_cache_bytes) {
+            Ok(ix) => ix,
+            Err(failure) => {
+                tracing::error!(dir = %dir.index().display(), %failure, "cache index cannot be opened; rebuilding it from the segments");
+                rebuild_reason = Some(failure.to_string());
+                fresh_index(&dir, &cfg)?
+            }
+        }
+    };
+    let mut checkpoint = None;
+    if rebuild_reason.is_none() {
+        match index.read_checkpoint() {
+            Ok(Some(cp)) => checkpoint = Some(cp),
+            Ok(None) => {
+                if !index.is_empty()? {
+                    rebuild_reason = Some("the index has entries but no checkpoint".into());
+                }
+            }
+            Err(e) => rebuild_reason = Some(format!("the checkpoint is unreadable: {e}")),
+        }
+    }
+    report.clean_shutdown = rebuild_reason.is_none() && index.was_clean().unwrap_or(false);
+
+    // The new active segment: after every id on disk and every id the index handed out.
+    let max_file = files.keys().next_back().copied().unwrap_or(0);
+    let next = max_file.max(
+        checkpoint
+            .map(|c| c.next_segment.saturating_sub(1))
+            .unwrap_or(0),
+    ) + 1;
+    let initial = (4 * crate::store::config::MIB).min(cfg.segment_size);
+    let active = Arc::new(Segment::create(
+        &seg_dir,
+        next,
+        dir.salt,
+        cfg.clock.now_ms(),
+        initial,
+        cfg.segment_size,
+    )?);
+    if cfg.fsync != FsyncPolicy::Never {
+        crate::store::log::sync_dir(&seg_dir)?;
+    }
+    let mut segments: BTreeMap<u64, Arc<Segment>> = files;
+    segments.insert(next, active.clone());
+    let bytes_on_disk: u64 = segments.values().map(|s| s.allocated()).sum();
+
+    let mut inner = Inner {
+        recency: Recency::new(cfg.recency_bits),
+        log: Mutex::new(Log {
+            active,
+            write_pos: SEGMENT_HEADER_LEN as u64,
+            next_segment: next + 1,
+        }),
+        seg_dir,
+        index,
+        segments: RwLock::new(segments),
+        counters: Counters::default(),
+        bytes_on_disk: AtomicU64::new(bytes_on_disk),
+        quarantine: Mutex::new(HashMap::new()),
+        quarantined: AtomicUsize::new(0),
+        pending_tombstones: Mutex::new(Vec::new()),
+        events: Events::default(),
+        wake: Arc::new(Wake::default()),
+        counts_exact: AtomicBool::new(true),
+        closed: AtomicBool::new(false),
+        open_report: OpenReport::default(),
+        dir,
+        cfg,
+    };
+
+    let old: Vec<Arc<Segment>> = {
+        let segs = inner.segments.read().unwrap_or_else(|e| e.into_inner());
+        segs.values().filter(|s| s.id != next).cloned().collect()
+    };
+    match (&rebuild_reason, checkpoint) {
+        (None, Some(cp)) => {
+            inner.counters.set(cp.counters);
+            let known: BTreeMap<u64, SegmentEntry> = inner.index.segments()?.into_iter().collect();
+            // Segments the index knows but the disk lost.
+            for id in known.keys() {
+                if !old.iter().any(|s| s.id == *id) && *id != next {
+                    tracing::error!(
+                        segment = id,
+                        "segment file is missing; dropping the objects stored in it"
+                    );
+                    inner.drop_segment_entries(*id)?;
+                    inner.index.remove_segment(*id)?;
+                    inner.events.lost_segments.fetch_add(1, Ordering::Relaxed);
+                    report.lost_segments.push(*id);
+                }
+            }
+            // Files older than the watermark that the index no longer knows were reclaimed
+            // just before a crash: finish the unlink.
+            let mut replay_from = Vec::new();
+            for s in &old {
+                if s.id < cp.watermark.segment && !known.contains_key(&s.id) {
+                    report.removed_orphan_segments.push(s.id);
+                } else if s.id >= cp.watermark.segment {
+                    replay_from.push(s.clone());
+                }
+            }
+            for id in &report.removed_orphan_segments {
+                inner.forget_segment_file(*id)?;
+            }
+            let r = replay(&inner, cp.watermark, &replay_from)?;
+            report.replayed_records = r.records;
+            report.torn_tail = r.torn_tail;
+            if !report.clean_shutdown {
+                inner.counts_exact.store(false, Ordering::Relaxed);
+            }
+        }
+        (None, None) => {
+            // A new cache (or an empty index over existing segments: rebuild is cheap).
+            if !old.is_empty() {
+                rebuild_reason = Some("the index is empty but segments exist".into());
+                let r = replay(&inner, Pos::ZERO, &old)?;
+                report.replayed_records = r.records;
+                report.torn_tail = r.torn_tail;
+            }
+        }
+        (Some(reason), _) => {
+            tracing::warn!(%reason, segments = old.len(), "rebuilding the cache index from the segments");
+            let r = replay(&inner, Pos::ZERO, &old)?;
+            report.replayed_records = r.records;
+            report.torn_tail = r.torn_tail;
+        }
+    }
+    report.rebuilt = rebuild_reason.is_some();
+    report.rebuild_reason = rebuild_reason;
+
+    let current: Vec<Arc<Segment>> = inner
+        .segments
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    for s in &current {
+        inner.index.put_segment(s.id, &s.entry())?;
+    }
+    inner.checkpoint(false)?;
+    let c = inner.counters.load();
+    report.segments = inner.segments.read().map(|s| s.len()).unwrap_or(0) as u64;
+    report.objects = c.objects;
+    tracing::info!(
+        dir = %inner.dir.root.display(),
+        objects = c.objects,
+        blobs = c.blobs,
+        segments = report.segments,
+        replayed_records = report.replayed_records,
+        clean_shutdown = report.clean_shutdown,
+        rebuilt = report.rebuilt,
+        torn_tail = ?report.torn_tail,
+        lost_segments = report.lost_segments.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "cache opened"
+    );
+    inner.open_report = report;
+    Ok(inner)
+}
+
+fn fresh_index(dir: &CacheDir, cfg: &StoreConfig) -> Result<Index> {
+    if let Some(aside) = dir.move_index_aside()? {
+        tracing::warn!(moved_to = %aside.display(), "moved the old cache index aside");
+    }
+    Index::open(&dir.index(), cfg.index_cache_bytes).map_err(|f| StoreError::Index {
+        dir: dir.index(),
+        message: f.to_string(),
+    })
+}
+
+/// Opens every segment file. A file whose header does not check out is not ours to trust:
+/// it is removed with an error in the log (its objects become misses).
+fn open_segment_files(seg_dir: &std::path::Path, salt: u64) -> Result<BTreeMap<u64, Arc<Segment>>> {
+    let mut out = BTreeMap::new();
+    let rd = std::fs::read_dir(seg_dir).map_err(|e| StoreError::io(seg_dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| StoreError::io(seg_dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = segment::parse_file_name(&name) else {
+            tracing::warn!(file = %entry.path().display(), "ignoring a file that is not a segment");
+            continue;
+        };
+        match Segment::open(seg_dir, id, salt) {
+            Ok((seg, _)) => {
+                out.insert(id, Arc::new(seg));
+            }
+            Err(StoreError::Corrupt { source, .. }) => {
+                tracing::error!(file = %entry.path().display(), error = %source, "segment header is invalid; removing the segment");
+                std::fs::remove_file(entry.path()).map_err(|e| StoreError::io(entry.path(), e))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Default)]
+struct ReplayStats {
+    records: u64,
+    torn_tail: Option<(u64, u64)>,
+}
+
+/// Applies every record from `from` on, over `segs` (ascending ids), to the index.
+/// Two passes: blob records first (an object may name a blob whose only surviving record
+/// was written later, by a copy-forward), then objects and tombstones in log order.
+fn replay(inner: &Inner, from: Pos, segs: &[Arc<Segment>]) -> Result<ReplayStats> {
+    let now = inner.now_ms();
+    let mut stats = ReplayStats::default();
+    let mut touched: HashSet<[u8; 32]> = HashSet::new();
+    let last_id = segs.last().map(|s| s.id);
+    for pass in 0..2 {
+        for seg in segs {
+            if seg.id < from.segment {
+                continue;
+            }
+            let start = if seg.id == from.segment {
+                from.offset.max(SEGMENT_HEADER_LEN as u64)
+            } else {
+                SEGMENT_HEADER_LEN as u64
+            };
+            let map = seg.bytes()?;
+            let readable = seg.allocated().min(map.len() as u64) as usize;
+            if start as usize >= readable {
+                continue;
+            }
+            let mut walker =
+                Walker::new(&map[..readable], inner.dir.salt, seg.id, start).skip_extent_checks();
+            for item in walker.by_ref() {
+                match item {
+                    WalkItem::Record(r) => {
+                        let pos = Pos {
+                            segment: seg.id,
+                            offset: r.offset,
+                        };
+                        if pass == 0 {
+                            stats.records += 1;
+                            if r.header.kind == RecordKind::Blob {
+                                if let Some(h) = inner.replay_blob(pos, r.payload)? {
+                                    touched.insert(h);
+                                }
+                            }
+                        } else {
+                            match r.header.kind {
+                                RecordKind::Object => inner.replay_object(
+                                    pos,
+                                    r.header.record_len(),
+                                    r.payload,
+                                    now,
+                                )?,
+                                RecordKind::Tombstone => inner.replay_tombstone(pos, r.payload)?,
+                                _ => {}
+                            }
+                        }
+                    }
+                    WalkItem::BadPayload {
+                        offset,
+                        header,
+                        error,
+                    } => {
+                        if pass == 0 {
+                            tracing::warn!(segment = seg.id, offset, kind = header.kind.as_str(), %error, "skipping a damaged record");
+                        }
+                    }
+                }
+            }
+            if pass == 0 {
+                match walker.end() {
+                    Some(WalkEnd::BadHeader { offset, error }) => {
+                        if Some(seg.id) == last_id {
+                            tracing::warn!(segment = seg.id, offset, %error, "torn record at the tail of the last segment; ignoring it");
+                            stats.torn_tail = Some((seg.id, *offset));
+                        } else {
+                            tracing::error!(segment = seg.id, offset, %error, "damaged record header; the rest of this segment is unreadable");
+                        }
+                    }
+                    Some(WalkEnd::Unwritten { .. }) | Some(WalkEnd::End) | None => {}
+                }
+            }
+        }
+    }
+    for h in touched {
+        inner.index.free_blob_if_unreferenced(&h, &inner.counters)?;
+    }
+    Ok(stats)
+}
+
+impl Inner {
+    fn replay_blob(&self, pos: Pos, payload: &[u8]) -> Result<Option<[u8; 32]>> {
+        let m: BlobRecord = match decode_payload(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(segment = pos.segment, offset = pos.offset, error = %e, "undecodable blob record; skipping it");
+                return Ok(None);
+            }
+        };
+        if m.validate().is_err() {
+            return Ok(None);
+        }
+        // Every run must lie in a segment that still exists, within its allocated bytes.
+        let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
+        for r in &m.runs {
+            match segs.get(&r.segment) {
+                Some(s) if r.offset + r.disk_len(m.chunk_size) <= s.allocated() => {}
+                _ => return Ok(None),
+            }
+        }
+        drop(segs);
+        let entry = BlobEntry {
+            len: m.len,
+            chunk_size: m.chunk_size,
+            runs: m.runs,
+            manifest: pos,
+        };
+        self.index.put_blob(&m.hash, &entry, &self.counters)?;
+        Ok(Some(m.hash))
+    }
+
+    fn replay_object(&self, pos: Pos, record_len: u64, payload: &[u8], now: u64) -> Result<()> {
+        let o: ObjectRecord = match decode_payload(payload) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(segment = pos.segment, offset = pos.offset, error = %e, "undecodable object record; skipping it");
+                return Ok(());
+            }
+        };
+        if self.is_dead(o.expires_at_ms, now) {
+            // This version is past its grace period: no older version may stand in for it.
+            self.index.remove_object(&o.key, pos, &self.counters)?;
+            return Ok(());
+        }
+        if self.index.get_blob(&o.blob)?.is_none() {
+            return Ok(());
+        }
+        let entry = ObjectEntry {
+            pos,
+            record_len: record_len as u32,
+            distribution: o.distribution,
+            tags: o.tags,
+            meta: o.meta,
+            stored_at_ms: o.stored_at_ms,
+            expires_at_ms: o.expires_at_ms,
+            blob: o.blob,
+            body_len: o.body_len,
+        };
+        self.index.put_object(&o.key, &entry, &self.counters)?;
+        Ok(())
+    }
+
+    fn replay_tombstone(&self, pos: Pos, payload: &[u8]) -> Result<()> {
+        match decode_payload::<TombstoneRecord>(payload) {
+            Ok(TombstoneRecord::Key(k)) => {
+                self.index.remove_object(&k, pos, &self.counters)?;
+            }
+            Ok(TombstoneRecord::Prefix(p)) => {
+                for k in self.index.keys_with_prefix(&p)? {
+                    self.index.remove_object(&k, pos, &self.counters)?;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(segment = pos.segment, offset = pos.offset, error = %e, "undecodable tombstone; skipping it");
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops every index entry that needs segment `id`: blobs with chunks in it (and the
+    /// objects sharing them) and objects whose record is in it.
+    pub(crate) fn drop_segment_entries(&self, id: u64) -> Result<u64> {
+        let mut dropped = 0;
+        for h in self.index.segment_blob_hints(id)? {
+            let Some(b) = self.index.get_blob(&h)? else {
+                continue;
+            };
+            if !b.runs.iter().any(|r| r.segment == id) {
+                continue;
+            }
+            for k in self.index.blob_refs(&h)? {
+                if self
+                    .index
+                    .remove_object(&k, POS_MAX, &self.counters)?
+                    .is_some()
+                {
+                    dropped += 1;
+                }
+            }
+            self.index.drop_blob_entry(&h, &self.counters)?;
+        }
+        for k in self.index.segment_object_hints(id)? {
+            if let Some(e) = self.index.get_object(&k)? {
+                if e.pos.segment == id
+                    && self
+                        .index
+                        .remove_object(&k, POS_MAX, &self.counters)?
+                        .is_some()
+                {
+                    dropped += 1;
+                }
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Removes a segment from the map and unlinks its file (index entries must be gone).
+    pub(crate) fn forget_segment_file(&self, id: u64) -> Result<()> {
+        let seg = self
+            .segments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let Some(seg) = seg {
+            let len = seg.allocated();
+            let _ = self
+                .bytes_on_disk
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(len))
+                });
+            match std::fs::remove_file(seg.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(seg.path(), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the index durable and records how far it reflects the log. With `clean`, also
+    /// marks the shutdown clean (the next open trusts the counters).
+    pub(crate) fn checkpoint(&self, clean: bool) -> Result<()> {
+        let (mut watermark, counters, next_segment, active) = {
+            let log = self.lock_log();
+            (
+                log.position(),
+                self.counters.load(),
+                log.next_segment,
+                log.active.clone(),
+            )
+        };
+        if let Some(floor) = self
+            .pending_tombstones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .min()
+        {
+            watermark = watermark.min(*floor);
+        }
+        if self.cfg.fsync != FsyncPolicy::Never {
+            active.sync()?;
+        }
+        self.index.flush()?;
+        self.index.write_checkpoint(&Checkpoint {
+            watermark,
+            next_segment,
+            counters,
+        })?;
+        self.index.set_clean(clean)?;
+        self.index.flush()
+    }
+
+    /// Recomputes the counters from the index (after an unclean stop).
+    pub(crate) fn recount(&self) -> Result<()> {
+        let _log = self.lock_log();
+        let dedup = self.counters.load().dedup_saved_bytes;
+        let v = self.index.recount(dedup)?;
+        self.counters.set(v);
+        self.counts_exact.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Rebuilds the index of an open store from its segments.
+pub(crate) fn rebuild_live(inner: &Inner) -> Result<u64> {
+    let started = Instant::now();
+    let log = inner.lock_log();
+    inner.index.clear_all()?;
+    inner.counters.set(CounterValues::default());
+    let segs: Vec<Arc<Segment>> = inner
+        .segments
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    let stats = replay(inner, Pos::ZERO, &segs)?;
+    for s in &segs {
+        inner.index.put_segment(s.id, &s.entry())?;
+    }
+    drop(log);
+    inner.checkpoint(false)?;
+    let c = inner.counters.load();
+    tracing::info!(
+        objects = c.objects,
+        records = stats.records,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "cache index rebuilt from the segments"
+    );
+    Ok(c.objects)
+}

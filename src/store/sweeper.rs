@@ -1,0 +1,384 @@
+//! The sweeper: drops objects past expiry plus grace, removes objects whose bytes failed a
+//! check, and keeps bytes on disk under capacity by reclaiming whole sealed segments,
+//! oldest first, after copying forward (within a budget) the recently read, still fresh
+//! objects they hold. Also the background thread that runs it and the checkpoints.
+//!
+//! Reclaim is strictly oldest first. Tombstones rely on this: a tombstone only has to
+//! outlive the records it deletes, and those are always in the same or older segments.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::store::batch::RecordBatch;
+use crate::store::body::read_extent;
+use crate::store::error::{Result, StoreError};
+use crate::store::index::{BlobEntry, ObjectEntry};
+use crate::store::log::runs_from;
+use crate::store::record::{encode_payload, ObjectRecord, RecordKind, CHUNK_SIZE};
+use crate::store::recovery::POS_MAX;
+use crate::store::segment::Segment;
+use crate::store::{Inner, Wake};
+
+/// What one sweeper pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub quarantined_removed: u64,
+    pub expired: u64,
+    pub reclaimed_segments: u64,
+    pub evicted_objects: u64,
+    pub copied_objects: u64,
+    pub copied_bytes: u64,
+}
+
+/// Expiry entries handled per lock hold.
+const EXPIRY_BATCH: usize = 1024;
+
+impl Inner {
+    pub(crate) fn sweep(&self) -> Result<SweepReport> {
+        let mut r = SweepReport::default();
+        {
+            let _log = self.lock_log();
+            r.quarantined_removed = self.drain_quarantine_locked()?;
+        }
+        self.expire(&mut r)?;
+        let target = self.cfg.capacity.saturating_sub(self.cfg.segment_size);
+        let mut budget = self.cfg.copy_forward_budget();
+        // Each round removes a segment; the bound only guards against a logic error.
+        for _ in 0..100_000 {
+            if self.bytes_on_disk.load(Ordering::Relaxed) <= target {
+                break;
+            }
+            let Some(oldest) = self.oldest_sealed() else {
+                break;
+            };
+            self.reclaim(&oldest, &mut budget, &mut r)?;
+        }
+        Ok(r)
+    }
+
+    fn oldest_sealed(&self) -> Option<Arc<Segment>> {
+        let active = self.lock_log().active.id;
+        let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
+        segs.values().find(|s| s.id != active).cloned()
+    }
+
+    fn expire(&self, r: &mut SweepReport) -> Result<()> {
+        let now = self.now_ms();
+        let grace = self.cfg.stale_grace.as_millis() as u64;
+        let Some(cutoff) = now.checked_sub(grace) else {
+            return Ok(());
+        };
+        // expires_at + grace <= now  <=>  expires_at <= cutoff
+        for _ in 0..1_000_000 {
+            let batch = self
+                .index
+                .expired_before(cutoff.saturating_add(1), EXPIRY_BATCH)?;
+            let n = batch.len();
+            {
+                let _log = self.lock_log();
+                for (t, key) in batch {
+                    match self.index.get_object(&key)? {
+                        Some(e) if e.expires_at_ms == t => {
+                            if self
+                                .index
+                                .remove_object(&key, POS_MAX, &self.counters)?
+                                .is_some()
+                            {
+                                r.expired += 1;
+                            }
+                        }
+                        // A leftover entry of an older version: just drop it.
+                        _ => self.index.remove_expiry_entry(t, &key)?,
+                    }
+                }
+            }
+            if n < EXPIRY_BATCH {
+                break;
+            }
+        }
+        self.events.expired.fetch_add(r.expired, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn is_hot_and_fresh(&self, key: &[u8], e: &ObjectEntry, now: u64) -> bool {
+        e.expires_at_ms > now && self.recency.is_hot(key)
+    }
+
+    /// Empties segment `seg` (copy forward or drop everything in it) and deletes it.
+    fn reclaim(&self, seg: &Arc<Segment>, budget: &mut u64, r: &mut SweepReport) -> Result<()> {
+        let id = seg.id;
+        let now = self.now_ms();
+        let started = Instant::now();
+        let mut copied_objects = 0u64;
+        let mut evicted = 0u64;
+
+        for hash in self.index.segment_blob_hints(id)? {
+            let Some(blob) = self.index.get_blob(&hash)? else {
+                continue;
+            };
+            if !blob.runs.iter().any(|run| run.segment == id) {
+                continue;
+            }
+            let refs = self.index.blob_refs(&hash)?;
+            let mut hot = Vec::new();
+            for k in &refs {
+                if let Some(e) = self.index.get_object(k)? {
+                    if e.blob == hash && self.is_hot_and_fresh(k, &e, now) {
+                        hot.push(k.clone());
+                    }
+                }
+            }
+            if !hot.is_empty() && blob.len <= *budget {
+                match self.copy_blob(&hash, &blob) {
+                    Ok(true) => {
+                        *budget -= blob.len;
+                        r.copied_bytes += blob.len;
+                        for k in &hot {
+                            self.recency.clear(k);
+                        }
+                        continue;
+                    }
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(segment = id, error = %e, "could not copy a blob forward; dropping it");
+                    }
+                }
+            }
+            let _log = self.lock_log();
+            let Some(blob) = self.index.get_blob(&hash)? else {
+                continue;
+            };
+            if blob.runs.iter().any(|run| run.segment == id) {
+                for k in self.index.blob_refs(&hash)? {
+                    if self
+                        .index
+                        .remove_object(&k, POS_MAX, &self.counters)?
+                        .is_some()
+                    {
+                        evicted += 1;
+                    }
+                }
+                self.index.drop_blob_entry(&hash, &self.counters)?;
+            }
+        }
+
+        for key in self.index.segment_object_hints(id)? {
+            let mut log = self.lock_log();
+            let Some(e) = self.index.get_object(&key)? else {
+                continue;
+            };
+            if e.pos.segment != id {
+                continue;
+            }
+            if self.is_hot_and_fresh(&key, &e, now) && e.record_len as u64 <= *budget {
+                let record = ObjectRecord {
+                    key: key.clone(),
+                    distribution: e.distribution.clone(),
+                    tags: e.tags.clone(),
+                    meta: e.meta.clone(),
+                    stored_at_ms: e.stored_at_ms,
+                    expires_at_ms: e.expires_at_ms,
+                    blob: e.blob,
+                    body_len: e.body_len,
+                };
+                match self.append_one(&mut log, RecordKind::Object, &encode_payload(&record)) {
+                    Ok((pos, record_len)) => {
+                        let entry = ObjectEntry {
+                            pos,
+                            record_len,
+                            ..e
+                        };
+                        self.index.put_object(&key, &entry, &self.counters)?;
+                        *budget -= record_len as u64;
+                        copied_objects += 1;
+                        self.recency.clear(&key);
+                        continue;
+                    }
+                    Err(err) => {
+                        tracing::warn!(segment = id, error = %err, "could not copy an object forward; dropping it")
+                    }
+                }
+            }
+            if self
+                .index
+                .remove_object(&key, POS_MAX, &self.counters)?
+                .is_some()
+            {
+                evicted += 1;
+            }
+        }
+
+        // Final step under the lock: anything that came to depend on this segment while the
+        // passes above ran goes too, and the segment leaves the map so that no commit can
+        // refer to it any more. Index entries go before the file does.
+        {
+            let _log = self.lock_log();
+            evicted += self.drop_segment_entries(id)?;
+            self.index.remove_segment(id)?;
+        }
+        self.index.flush()?;
+        self.forget_segment_file(id)?;
+
+        r.reclaimed_segments += 1;
+        r.evicted_objects += evicted;
+        r.copied_objects += copied_objects;
+        let ev = &self.events;
+        ev.reclaimed_segments.fetch_add(1, Ordering::Relaxed);
+        ev.evicted_objects.fetch_add(evicted, Ordering::Relaxed);
+        ev.copied_forward_objects
+            .fetch_add(copied_objects, Ordering::Relaxed);
+        tracing::debug!(
+            segment = id,
+            evicted,
+            copied_objects,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "reclaimed segment"
+        );
+        Ok(())
+    }
+
+    /// Copies a blob's bytes (checked on the way) into the active segment and points the
+    /// index at the copy. Returns false if the blob changed meanwhile (the copy is dead).
+    fn copy_blob(&self, hash: &[u8; 32], blob: &BlobEntry) -> Result<bool> {
+        let mut staged = RecordBatch::new();
+        let mut runs = Vec::new();
+        let mut hasher = blake3::Hasher::new();
+        for run in &blob.runs {
+            let seg = self.segment(run.segment).ok_or(StoreError::FillLost)?;
+            for (off, len) in run.extents(blob.chunk_size) {
+                let data =
+                    read_extent(self, &seg, off, len).map_err(|source| StoreError::Corrupt {
+                        segment: seg.id,
+                        offset: off,
+                        source,
+                    })?;
+                hasher.update(&data);
+                staged.push_body(&data);
+                if staged.len() >= 16 {
+                    let mut done = staged.take_finished();
+                    self.append_tracked(&mut done, &mut runs)?;
+                }
+            }
+        }
+        if hasher.finalize().as_bytes() != hash {
+            return Err(StoreError::Corrupt {
+                segment: blob.manifest.segment,
+                offset: blob.manifest.offset,
+                source: crate::store::record::DecodeError::PayloadHash,
+            });
+        }
+        staged.close_extent();
+        let mut log = self.lock_log();
+        match self.index.get_blob(hash)? {
+            Some(cur) if cur.manifest == blob.manifest => {}
+            _ => return Ok(false),
+        }
+        if !staged.is_empty() {
+            let lens: Vec<u32> = staged.recs.iter().map(|r| r.1.payload_len).collect();
+            let positions = self.append(&mut log, &mut staged)?;
+            runs_from(&positions, &lens, &mut runs);
+        }
+        for run in &runs {
+            if self.segment(run.segment).is_none() {
+                return Ok(false);
+            }
+        }
+        let entry = self.write_blob_record(
+            &mut log,
+            crate::store::record::BlobRecord {
+                hash: *hash,
+                len: blob.len,
+                chunk_size: CHUNK_SIZE,
+                runs,
+            },
+        )?;
+        self.index.put_blob(hash, &entry, &self.counters)?;
+        self.events
+            .copied_forward_bytes
+            .fetch_add(blob.len, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    fn append_tracked(
+        &self,
+        batch: &mut RecordBatch,
+        runs: &mut Vec<crate::store::record::Run>,
+    ) -> Result<()> {
+        let lens: Vec<u32> = batch.recs.iter().map(|r| r.1.payload_len).collect();
+        let positions = {
+            let mut log = self.lock_log();
+            self.append(&mut log, batch)?
+        };
+        runs_from(&positions, &lens, runs);
+        Ok(())
+    }
+}
+
+/// The store's background thread: sweeps and checkpoints every interval, or sooner when
+/// woken (a segment was sealed, capacity ran short, an object failed its check).
+pub(crate) struct Background {
+    wake: Arc<Wake>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Background {
+    pub fn spawn(inner: &Arc<Inner>, interval: Duration) -> Background {
+        let weak: Weak<Inner> = Arc::downgrade(inner);
+        let wake = inner.wake.clone();
+        let thread = std::thread::Builder::new()
+            .name("cairn-store".into())
+            .spawn({
+                let wake = wake.clone();
+                move || background_loop(weak, wake, interval)
+            })
+            .expect("spawning the store's background thread");
+        Background {
+            wake,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+}
+
+fn background_loop(weak: Weak<Inner>, wake: Arc<Wake>, interval: Duration) {
+    let mut last_error: Option<(String, Instant)> = None;
+    loop {
+        {
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            if inner.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut result = Ok(());
+            if !inner.counts_exact.load(Ordering::Relaxed) {
+                result = inner.recount();
+            }
+            let result = result
+                .and_then(|_| inner.sweep().map(|_| ()))
+                .and_then(|_| inner.checkpoint(false));
+            if let Err(e) = result {
+                // Log a repeated error once a minute, not on every pass.
+                let msg = e.to_string();
+                let repeat = matches!(&last_error, Some((m, t)) if *m == msg && t.elapsed() < Duration::from_secs(60));
+                if !repeat {
+                    tracing::error!(error = %msg, "cache maintenance failed");
+                    last_error = Some((msg, Instant::now()));
+                }
+            }
+        }
+        if !wake.wait(interval) {
+            return;
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.wake.stop();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
