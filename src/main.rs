@@ -1,1 +1,168 @@
-fn main() {}
+//! The `cairn` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use cairn::store::{Store, StoreConfig, StoreStats};
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "A self-hosted CDN edge with a persistent cache")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Look inside a cache directory (offline: the edge must not be running on it).
+    CacheInspect {
+        /// The cache directory.
+        #[arg(long, default_value = "./cairn-cache")]
+        cache_dir: PathBuf,
+        #[command(subcommand)]
+        what: Inspect,
+    },
+}
+
+#[derive(Subcommand)]
+enum Inspect {
+    /// Objects, blobs, bytes and segments.
+    Summary {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One line per segment.
+    Segments {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the index from the segments (the old index is moved aside).
+    RebuildIndex,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cairn: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn open_offline(dir: &std::path::Path, rebuild: bool) -> anyhow::Result<Store> {
+    let mut cfg = StoreConfig::new(dir, u64::MAX / 4);
+    cfg.background_interval = None;
+    if !dir.join("FORMAT").exists() {
+        anyhow::bail!("{} is not a cairn cache directory (no FORMAT file)", dir.display());
+    }
+    let store = if rebuild {
+        Store::open_rebuilding(cfg)
+    } else {
+        Store::open(cfg)
+    };
+    store.with_context(|| format!("opening the cache in {}", dir.display()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CacheInspect { cache_dir, what } => match what {
+            Inspect::Summary { json } => {
+                let store = open_offline(&cache_dir, false)?;
+                print_summary(&store.stats(), json);
+            }
+            Inspect::Segments { json } => {
+                let store = open_offline(&cache_dir, false)?;
+                let segs = store.segments();
+                if json {
+                    let v: Vec<_> = segs
+                        .iter()
+                        .map(|s| {
+                            serde_json::json!({
+                                "id": s.id,
+                                "state": s.state.as_str(),
+                                "bytes_on_disk": s.bytes_on_disk,
+                                "path": s.path,
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!("{:>18}  {:<7}  {:>10}", "ID", "STATE", "ON DISK");
+                    for s in segs {
+                        println!(
+                            "{:>18}  {:<7}  {:>10}",
+                            format!("{:016x}", s.id),
+                            s.state.as_str(),
+                            human(s.bytes_on_disk)
+                        );
+                    }
+                }
+            }
+            Inspect::RebuildIndex => {
+                let store = open_offline(&cache_dir, true)?;
+                let s = store.stats();
+                println!(
+                    "rebuilt the index of {}: {} objects, {} blobs",
+                    cache_dir.display(),
+                    s.objects,
+                    s.blobs
+                );
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human(n: u64) -> String {
+    bytesize::ByteSize(n).display().iec().to_string()
+}
+
+fn print_summary(s: &StoreStats, json: bool) {
+    if json {
+        let v = serde_json::json!({
+            "objects": s.objects,
+            "blobs": s.blobs,
+            "live_bytes": s.live_bytes,
+            "bytes_on_disk": s.bytes_on_disk,
+            "index_bytes_on_disk": s.index_bytes_on_disk,
+            "segments": s.segments,
+            "dedup_saved_bytes": s.dedup_saved_bytes,
+        });
+        println!("{v:#}");
+        return;
+    }
+    let rows = [
+        ("objects", s.objects.to_string()),
+        ("blobs", s.blobs.to_string()),
+        ("live bytes", human(s.live_bytes)),
+        ("bytes on disk", human(s.bytes_on_disk)),
+        ("index on disk", human(s.index_bytes_on_disk)),
+        ("segments", s.segments.to_string()),
+        ("saved by dedup", human(s.dedup_saved_bytes)),
+    ];
+    for (k, v) in rows {
+        println!("{k:<16} {v:>12}");
+    }
+}

@@ -28,11 +28,6 @@ impl RecordBatch {
         self.recs.len()
     }
 
-    /// Bytes staged, headers included.
-    pub fn staged_bytes(&self) -> usize {
-        self.buf.len()
-    }
-
     /// Stages a whole record.
     pub fn push(&mut self, kind: RecordKind, payload: &[u8]) {
         debug_assert!(self.open.is_none(), "finish the open extent first");
@@ -109,7 +104,7 @@ mod tests {
         let taken = b.take_finished();
         assert_eq!(taken.len(), 1);
         assert_eq!(
-            taken.staged_bytes(),
+            taken.buf.len(),
             RECORD_HEADER_LEN + CHUNK_SIZE as usize
         );
         b.push_body(&[2u8; 5]);

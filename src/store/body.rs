@@ -172,6 +172,10 @@ fn locate(inner: &Arc<Inner>, key: &[u8]) -> Result<Option<Located>> {
         // Raced with a removal or reclaim: a miss.
         return Ok(None);
     };
+    if blob.len != entry.body_len {
+        inner.quarantine_object(key, entry.pos, blob.manifest.segment, blob.manifest.offset, "index disagrees on the body length");
+        return Ok(None);
+    }
     let Some(chunks) = resolve(inner, &blob) else {
         return Ok(None);
     };

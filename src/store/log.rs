@@ -15,20 +15,32 @@ use crate::store::Inner;
 /// Files grow by this much at a time (or the segment size, if smaller).
 const GROW_STEP: u64 = 4 * MIB;
 
-/// The active segment and where the next record goes.
+/// The active segment and where the next record goes. There is no active segment until
+/// the first write after opening (so that opening a cache to inspect it writes no file).
 #[derive(Debug)]
 pub struct Log {
-    pub active: Arc<Segment>,
+    pub active: Option<Arc<Segment>>,
     pub write_pos: u64,
     pub next_segment: u64,
 }
 
 impl Log {
+    /// Where the next record will be written (every record written so far is before it).
     pub fn position(&self) -> Pos {
-        Pos {
-            segment: self.active.id,
-            offset: self.write_pos,
+        match &self.active {
+            Some(a) => Pos {
+                segment: a.id,
+                offset: self.write_pos,
+            },
+            None => Pos {
+                segment: self.next_segment,
+                offset: 0,
+            },
         }
+    }
+
+    pub fn active_id(&self) -> Option<u64> {
+        self.active.as_ref().map(|a| a.id)
     }
 }
 
@@ -37,6 +49,9 @@ impl Inner {
     /// does not fit. Returns each record's position. Must be called with the log locked.
     pub(crate) fn append(&self, log: &mut Log, batch: &mut RecordBatch) -> Result<Vec<Pos>> {
         let mut positions = Vec::with_capacity(batch.len());
+        if log.active.is_none() && !batch.recs.is_empty() {
+            self.rotate(log)?;
+        }
         let mut i = 0;
         while i < batch.recs.len() {
             // Gather the records that fit in the active segment from here.
@@ -63,7 +78,7 @@ impl Inner {
                 continue;
             }
             self.ensure_allocated(log, end)?;
-            let seg = log.active.clone();
+            let seg = log.active.clone().expect("rotated above");
             let mut off = log.write_pos;
             for k in i..j {
                 let (start, header) = batch.recs[k];
@@ -85,14 +100,16 @@ impl Inner {
             i = j;
         }
         if self.cfg.fsync == FsyncPolicy::Commit {
-            log.active.sync()?;
+            if let Some(a) = &log.active {
+                a.sync()?;
+            }
         }
         Ok(positions)
     }
 
     /// Allocates the active segment up to `end`, checking capacity and free disk space.
     fn ensure_allocated(&self, log: &mut Log, end: u64) -> Result<()> {
-        let seg = &log.active;
+        let seg = log.active.as_ref().expect("active segment");
         let have = seg.allocated();
         if end <= have {
             return Ok(());
@@ -157,12 +174,13 @@ impl Inner {
         if self.cfg.fsync != FsyncPolicy::Never {
             sync_dir(&self.seg_dir)?;
         }
-        let old = std::mem::replace(&mut log.active, seg.clone());
-        old.seal();
-        if self.cfg.fsync != FsyncPolicy::Never {
-            old.sync()?;
+        if let Some(old) = log.active.replace(seg.clone()) {
+            old.seal();
+            if self.cfg.fsync != FsyncPolicy::Never {
+                old.sync()?;
+            }
+            self.index.put_segment(old.id, &old.entry())?;
         }
-        self.index.put_segment(old.id, &old.entry())?;
         self.index.put_segment(id, &seg.entry())?;
         self.segments
             .write()

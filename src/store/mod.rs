@@ -134,8 +134,11 @@ pub struct StoreStats {
     pub capacity: u64,
     pub segment_size: u64,
     pub segments: u64,
-    pub active_segment: u64,
+    /// The segment being appended to (none until the first write after opening).
+    pub active_segment: Option<u64>,
     pub dedup_saved_bytes: u64,
+    /// Fixed memory of the recency table, in bytes.
+    pub recency_bytes: u64,
     /// False right after an unclean stop, until the background recount has finished.
     pub counts_exact: bool,
     pub checksum_failures: u64,
@@ -155,6 +158,7 @@ pub struct SegmentInfo {
     pub id: u64,
     pub state: SegmentState,
     pub bytes_on_disk: u64,
+    pub created_at: SystemTime,
     pub path: PathBuf,
 }
 
@@ -293,8 +297,8 @@ impl Inner {
         let active = self
             .log
             .lock()
-            .map(|l| l.active.id)
-            .unwrap_or_else(|e| e.into_inner().active.id);
+            .map(|l| l.active_id())
+            .unwrap_or_else(|e| e.into_inner().active_id());
         let ev = &self.events;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StoreStats {
@@ -308,6 +312,7 @@ impl Inner {
             segments: segs.len() as u64,
             active_segment: active,
             dedup_saved_bytes: c.dedup_saved_bytes,
+            recency_bytes: self.recency.memory_bytes() as u64,
             counts_exact: self.counts_exact.load(Ordering::Relaxed),
             checksum_failures: l(&ev.checksum_failures),
             expired: l(&ev.expired),
@@ -354,21 +359,28 @@ impl Store {
     /// Opens (or creates) the cache in `cfg.dir`. See `recovery.rs` for what opening checks
     /// and repairs.
     pub fn open(cfg: StoreConfig) -> Result<Store> {
-        let interval = cfg.background_interval;
-        let inner = Arc::new(recovery::open(cfg, false)?);
-        let background = interval.map(|i| Arc::new(sweeper::Background::spawn(&inner, i)));
-        Ok(Store {
-            inner,
-            _background: background,
-        })
+        Self::open_with(cfg, false)
     }
 
     /// Opens the cache and rebuilds its index from the segments, whatever state the index
     /// is in (the old index is moved aside).
     pub fn open_rebuilding(cfg: StoreConfig) -> Result<Store> {
+        Self::open_with(cfg, true)
+    }
+
+    fn open_with(cfg: StoreConfig, rebuild: bool) -> Result<Store> {
         let interval = cfg.background_interval;
-        let inner = Arc::new(recovery::open(cfg, true)?);
-        let background = interval.map(|i| Arc::new(sweeper::Background::spawn(&inner, i)));
+        let inner = Arc::new(recovery::open(cfg, rebuild)?);
+        let background = match interval {
+            // The background thread recounts after an unclean stop.
+            Some(i) => Some(Arc::new(sweeper::Background::spawn(&inner, i))),
+            None => {
+                if !inner.counts_exact.load(Ordering::Relaxed) {
+                    inner.recount()?;
+                }
+                None
+            }
+        };
         Ok(Store {
             inner,
             _background: background,
@@ -471,7 +483,6 @@ impl Store {
         let mut done = false;
         std::iter::from_fn(move || loop {
             if let Some(o) = page.next() {
-                after = Some(o.key.clone());
                 return Some(Ok(o));
             }
             if done {
@@ -482,15 +493,15 @@ impl Store {
                     if p.len() < 1024 {
                         done = true;
                     }
+                    if let Some((k, _)) = p.last() {
+                        after = Some(k.clone());
+                    }
                     let now = self.inner.now_ms();
                     let v: Vec<_> = p
                         .into_iter()
                         .filter(|(_, e)| !self.inner.is_dead(e.expires_at_ms, now))
                         .map(|(k, e)| ObjectInfo::from_entry(k, e))
                         .collect();
-                    if v.is_empty() && done {
-                        return None;
-                    }
                     page = v.into_iter();
                 }
                 Err(e) => {
@@ -532,6 +543,7 @@ impl Store {
                     SegmentState::Active
                 },
                 bytes_on_disk: s.allocated(),
+                created_at: clock::from_ms(s.created_at_ms()),
                 path: s.path().to_path_buf(),
             })
             .collect()

@@ -72,28 +72,15 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
             .map(|c| c.next_segment.saturating_sub(1))
             .unwrap_or(0),
     ) + 1;
-    let initial = (4 * crate::store::config::MIB).min(cfg.segment_size);
-    let active = Arc::new(Segment::create(
-        &seg_dir,
-        next,
-        dir.salt,
-        cfg.clock.now_ms(),
-        initial,
-        cfg.segment_size,
-    )?);
-    if cfg.fsync != FsyncPolicy::Never {
-        crate::store::log::sync_dir(&seg_dir)?;
-    }
-    let mut segments: BTreeMap<u64, Arc<Segment>> = files;
-    segments.insert(next, active.clone());
+    let segments: BTreeMap<u64, Arc<Segment>> = files;
     let bytes_on_disk: u64 = segments.values().map(|s| s.allocated()).sum();
 
     let mut inner = Inner {
         recency: Recency::new(cfg.recency_bits),
         log: Mutex::new(Log {
-            active,
+            active: None,
             write_pos: SEGMENT_HEADER_LEN as u64,
-            next_segment: next + 1,
+            next_segment: next,
         }),
         seg_dir,
         index,
@@ -114,7 +101,7 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
 
     let old: Vec<Arc<Segment>> = {
         let segs = inner.segments.read().unwrap_or_else(|e| e.into_inner());
-        segs.values().filter(|s| s.id != next).cloned().collect()
+        segs.values().cloned().collect()
     };
     match (&rebuild_reason, checkpoint) {
         (None, Some(cp)) => {
@@ -122,7 +109,7 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
             let known: BTreeMap<u64, SegmentEntry> = inner.index.segments()?.into_iter().collect();
             // Segments the index knows but the disk lost.
             for id in known.keys() {
-                if !old.iter().any(|s| s.id == *id) && *id != next {
+                if !old.iter().any(|s| s.id == *id) {
                     tracing::error!(
                         segment = id,
                         "segment file is missing; dropping the objects stored in it"
@@ -490,7 +477,9 @@ impl Inner {
             watermark = watermark.min(*floor);
         }
         if self.cfg.fsync != FsyncPolicy::Never {
-            active.sync()?;
+            if let Some(a) = active {
+                a.sync()?;
+            }
         }
         self.index.flush()?;
         self.index.write_checkpoint(&Checkpoint {

@@ -215,16 +215,6 @@ impl Segment {
         Ok(self.map.get_or_init(|| b).clone())
     }
 
-    /// Reads the allocated part of the file into memory (offline tools and rebuild use the
-    /// mapping instead; this is for callers that must not map).
-    pub fn read_range(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        let got = read_full_at(&self.file, &mut buf, offset)
-            .map_err(|e| StoreError::io(&self.path, e))?;
-        buf.truncate(got);
-        Ok(buf)
-    }
-
     /// Asks the kernel to drop this segment's cached pages (benchmarks measure cold reads
     /// with it). Pages mapped by this process are dropped from its page tables first.
     pub fn drop_cached_pages(&self) -> Result<()> {

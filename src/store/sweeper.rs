@@ -59,9 +59,9 @@ impl Inner {
     }
 
     fn oldest_sealed(&self) -> Option<Arc<Segment>> {
-        let active = self.lock_log().active.id;
+        let active = self.lock_log().active_id();
         let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
-        segs.values().find(|s| s.id != active).cloned()
+        segs.values().find(|s| Some(s.id) != active).cloned()
     }
 
     fn expire(&self, r: &mut SweepReport) -> Result<()> {
