@@ -1,4 +1,9 @@
 //! Integration tests, one binary with a module per topic.
 
 mod common;
+mod fuzz_corpus;
 mod store_basic;
+mod store_capacity;
+mod store_corruption;
+mod store_crash;
+mod store_model;
