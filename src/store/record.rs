@@ -856,3 +856,86 @@ mod tests {
         assert!(check_extent(&seg, SALT, 7, 1 << 40, 100).is_err());
     }
 }
+
+#[cfg(test)]
+mod golden {
+    //! Pins the exact payload encodings that storage-format.md documents.
+    use super::*;
+
+    #[test]
+    fn object_record_bytes_match_the_spec() {
+        let o = ObjectRecord {
+            key: b"k1".to_vec(),
+            distribution: "D".into(),
+            tags: vec!["t".into()],
+            meta: vec![0xAA],
+            stored_at_ms: 1,
+            expires_at_ms: 2,
+            blob: [0x11; 32],
+            body_len: 3,
+        };
+        let mut want = Vec::new();
+        want.extend_from_slice(&2u64.to_le_bytes());
+        want.extend_from_slice(b"k1");
+        want.extend_from_slice(&1u64.to_le_bytes());
+        want.extend_from_slice(b"D");
+        want.extend_from_slice(&1u64.to_le_bytes());
+        want.extend_from_slice(&1u64.to_le_bytes());
+        want.extend_from_slice(b"t");
+        want.extend_from_slice(&1u64.to_le_bytes());
+        want.push(0xAA);
+        want.extend_from_slice(&1u64.to_le_bytes());
+        want.extend_from_slice(&2u64.to_le_bytes());
+        want.extend_from_slice(&[0x11; 32]);
+        want.extend_from_slice(&3u64.to_le_bytes());
+        assert_eq!(encode_payload(&o), want);
+    }
+
+    #[test]
+    fn blob_and_tombstone_bytes_match_the_spec() {
+        let b = BlobRecord {
+            hash: [0x22; 32],
+            len: 5,
+            chunk_size: CHUNK_SIZE,
+            runs: vec![Run {
+                segment: 7,
+                offset: 64,
+                len: 5,
+            }],
+        };
+        let mut want = vec![0x22; 32];
+        want.extend_from_slice(&5u64.to_le_bytes());
+        want.extend_from_slice(&CHUNK_SIZE.to_le_bytes());
+        want.extend_from_slice(&1u64.to_le_bytes());
+        want.extend_from_slice(&7u64.to_le_bytes());
+        want.extend_from_slice(&64u64.to_le_bytes());
+        want.extend_from_slice(&5u64.to_le_bytes());
+        assert_eq!(encode_payload(&b), want);
+
+        let t = TombstoneRecord::Prefix(b"p".to_vec());
+        let mut want = 1u32.to_le_bytes().to_vec();
+        want.extend_from_slice(&1u64.to_le_bytes());
+        want.push(b'p');
+        assert_eq!(encode_payload(&t), want);
+    }
+
+    #[test]
+    fn record_header_bytes_match_the_spec() {
+        let payload = b"hello";
+        let h = RecordHeader::for_payload(RecordKind::Object, payload);
+        let b = h.encode(0x0102_0304_0506_0708, 9, 64);
+        assert_eq!(&b[0..4], b"CREC");
+        assert_eq!(b[4], 3);
+        assert_eq!(&b[5..8], &[0, 0, 0]);
+        assert_eq!(&b[8..12], &5u32.to_le_bytes());
+        assert_eq!(&b[12..16], &crc32fast::hash(payload).to_le_bytes());
+        assert_eq!(&b[16..48], blake3::hash(payload).as_bytes());
+        assert_eq!(&b[48..60], &[0u8; 12]);
+        let mut c = crc32fast::Hasher::new();
+        c.update(&0x0102_0304_0506_0708u64.to_le_bytes());
+        c.update(&9u64.to_le_bytes());
+        c.update(&64u64.to_le_bytes());
+        c.update(&b[0..60]);
+        assert_eq!(&b[60..64], &c.finalize().to_le_bytes());
+    }
+}
