@@ -4,3 +4,6 @@
 //! - [`store`]: the persistent cache (segments, index, sweeper, recovery).
 
 pub mod store;
+
+/// Fuzz target bodies (`fuzz/fuzz_targets/`), replayed over the committed corpora by `cargo test`.
+pub mod fuzzing;

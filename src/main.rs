@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use cairn::store::{Store, StoreConfig, StoreStats};
 
 #[derive(Parser)]
-#[command(name = "cairn", version, about = "A self-hosted CDN edge with a persistent cache")]
+#[command(
+    name = "cairn",
+    version,
+    about = "A self-hosted CDN edge with a persistent cache"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
@@ -75,7 +79,10 @@ fn open_offline(dir: &std::path::Path, rebuild: bool) -> anyhow::Result<Store> {
     let mut cfg = StoreConfig::new(dir, u64::MAX / 4);
     cfg.background_interval = None;
     if !dir.join("FORMAT").exists() {
-        anyhow::bail!("{} is not a cairn cache directory (no FORMAT file)", dir.display());
+        anyhow::bail!(
+            "{} is not a cairn cache directory (no FORMAT file)",
+            dir.display()
+        );
     }
     let store = if rebuild {
         Store::open_rebuilding(cfg)

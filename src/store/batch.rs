@@ -103,10 +103,7 @@ mod tests {
         assert_eq!(b.len(), 1);
         let taken = b.take_finished();
         assert_eq!(taken.len(), 1);
-        assert_eq!(
-            taken.buf.len(),
-            RECORD_HEADER_LEN + CHUNK_SIZE as usize
-        );
+        assert_eq!(taken.buf.len(), RECORD_HEADER_LEN + CHUNK_SIZE as usize);
         b.push_body(&[2u8; 5]);
         b.close_extent();
         assert_eq!(b.len(), 1);

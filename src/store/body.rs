@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::store::error::{Result, StoreError};
 use crate::store::index::{BlobEntry, ObjectEntry, Pos};
-use crate::store::record::{check_extent, DecodeError};
+use crate::store::record::{check_extent, DecodeError, RECORD_HEADER_LEN};
 use crate::store::segment::{is_resident, Segment};
 use crate::store::{Hit, Inner, ObjectInfo};
 
@@ -84,28 +84,7 @@ impl Body {
                 chunks,
             } => {
                 let c = chunks.pop_front()?;
-                let resident = c
-                    .segment
-                    .bytes()
-                    .map(|m| {
-                        let s = c.offset as usize;
-                        let e = (s + 64 + c.len as usize).min(m.len());
-                        s < e && is_resident(&m[s..e])
-                    })
-                    .unwrap_or(false);
-                let r = if resident {
-                    verify_chunk(inner, key, *pos, &c)
-                } else {
-                    let (inner2, key2, pos2) = (inner.clone(), key.clone(), *pos);
-                    tokio::task::spawn_blocking(move || verify_chunk(&inner2, &key2, pos2, &c))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(StoreError::io(
-                                inner.seg_dir.clone(),
-                                std::io::Error::other(e.to_string()),
-                            ))
-                        })
-                };
+                let r = verify_chunk_off_worker(inner, key, *pos, c).await;
                 if r.is_err() {
                     chunks.clear();
                 }
@@ -122,6 +101,39 @@ impl Body {
         }
         Ok(out)
     }
+}
+
+/// Whether reading chunk `c` would not touch the disk.
+fn is_chunk_resident(c: &ChunkRef) -> bool {
+    c.segment
+        .bytes()
+        .map(|m| {
+            let s = c.offset as usize;
+            let e = (s + RECORD_HEADER_LEN + c.len as usize).min(m.len());
+            s < e && is_resident(&m[s..e])
+        })
+        .unwrap_or(false)
+}
+
+/// Verifies a chunk inline when its pages are resident, else on the blocking pool.
+async fn verify_chunk_off_worker(
+    inner: &Arc<Inner>,
+    key: &[u8],
+    pos: Pos,
+    c: ChunkRef,
+) -> Result<Bytes> {
+    if is_chunk_resident(&c) {
+        return verify_chunk(inner, key, pos, &c);
+    }
+    let (inner2, key2) = (inner.clone(), key.to_vec());
+    tokio::task::spawn_blocking(move || verify_chunk(&inner2, &key2, pos, &c))
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::io(
+                inner.seg_dir.clone(),
+                std::io::Error::other(format!("blocking read task failed: {e}")),
+            ))
+        })
 }
 
 fn verify_chunk(inner: &Inner, key: &[u8], pos: Pos, c: &ChunkRef) -> Result<Bytes> {
@@ -173,7 +185,13 @@ fn locate(inner: &Arc<Inner>, key: &[u8]) -> Result<Option<Located>> {
         return Ok(None);
     };
     if blob.len != entry.body_len {
-        inner.quarantine_object(key, entry.pos, blob.manifest.segment, blob.manifest.offset, "index disagrees on the body length");
+        inner.quarantine_object(
+            key,
+            entry.pos,
+            blob.manifest.segment,
+            blob.manifest.offset,
+            "index disagrees on the body length",
+        );
         return Ok(None);
     }
     let Some(chunks) = resolve(inner, &blob) else {
@@ -244,29 +262,7 @@ pub(crate) async fn lookup_async(inner: &Arc<Inner>, key: &[u8]) -> Result<Optio
         return Ok(Some(finish(inner, loc, None)));
     }
     let c = loc.chunks[0].clone();
-    let pos = loc.entry.pos;
-    let resident = c
-        .segment
-        .bytes()
-        .map(|m| {
-            let s = c.offset as usize;
-            let e = (s + 64 + c.len as usize).min(m.len());
-            s < e && is_resident(&m[s..e])
-        })
-        .unwrap_or(false);
-    let verified = if resident {
-        verify_chunk(inner, key, pos, &c)
-    } else {
-        let (inner2, key2) = (inner.clone(), key.to_vec());
-        tokio::task::spawn_blocking(move || verify_chunk(&inner2, &key2, pos, &c))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::io(
-                    inner.seg_dir.clone(),
-                    std::io::Error::other(e.to_string()),
-                ))
-            })
-    };
+    let verified = verify_chunk_off_worker(inner, key, loc.entry.pos, c).await;
     match verified {
         Ok(b) => Ok(Some(finish(inner, loc, Some(b)))),
         Err(StoreError::BodyCorrupt { .. }) => Ok(None),

@@ -274,7 +274,7 @@ pub fn is_resident(data: &[u8]) -> bool {
 
 fn page_size() -> usize {
     static PAGE: OnceLock<usize> = OnceLock::new();
-    *PAGE.get_or_init(|| rustix::param::page_size())
+    *PAGE.get_or_init(rustix::param::page_size)
 }
 
 #[cfg(test)]

@@ -1,0 +1,572 @@
+//! Bodies of the fuzz targets in `fuzz/fuzz_targets/`, kept in the library so that the
+//! cargo-fuzz binaries and the corpus replay test (`tests/integration/fuzz_corpus.rs`, run
+//! by `cargo test` on stable) execute exactly the same code.
+//!
+//! Each target takes arbitrary bytes, must never panic, and asserts a few properties that
+//! hold for every input (round trips, what a walk over a valid segment must find). A panic
+//! here is a bug in the store's codec or in these assertions, never an expected outcome.
+//!
+//! Input layout:
+//! - [`record_decode`]: the whole input is always fed, as is, to every decoder of
+//!   `store::record` (segment header, record header, `check_extent`, the three payload
+//!   types, a `Walker`). If it starts with [`STRUCTURED_TAG`], the rest additionally
+//!   describes a list of records that are written as a *valid* segment, checked, then
+//!   mutated and walked again (the layout is documented on `build_segment`), so that the fuzzer
+//!   reaches records with valid checksums.
+//! - [`index_decode`]: the whole input is fed to `decode_value` for each index value type;
+//!   whatever decodes must re-encode to the same bytes. If it starts with
+//!   [`STRUCTURED_TAG`], the rest describes one value of each type that must survive
+//!   `encode_value` then `decode_value` unchanged.
+
+use crate::store::index::{
+    decode_value, encode_value, BlobEntry, Checkpoint, CounterValues, ObjectEntry, Pos,
+    SegmentEntry, SegmentState,
+};
+use crate::store::record::{
+    check_extent, decode_payload, encode_payload, BlobRecord, ObjectRecord, RecordHeader,
+    RecordKind, Run, SegmentHeader, TombstoneRecord, WalkEnd, WalkItem, Walker, FORMAT_VERSION,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
+
+/// Salt every target decodes with (and the seeds are written with).
+pub const FUZZ_SALT: u64 = 0x5eed_ca1e_f00d_0001;
+/// Segment id every target decodes with (and the seeds are written with).
+pub const FUZZ_SEGMENT_ID: u64 = 7;
+/// First byte of an input that selects the structured mode of a target.
+pub const STRUCTURED_TAG: u8 = b'S';
+
+/// Most records a structured `record_decode` input builds.
+const MAX_RECORDS: usize = 32;
+/// Most byte mutations a structured `record_decode` input applies.
+const MAX_MUTATIONS: usize = 16;
+
+/// Fuzz target `record_decode`: the segment and record codec of `store::record`.
+pub fn record_decode(data: &[u8]) {
+    raw_record_checks(data);
+    if let Some((&STRUCTURED_TAG, rest)) = data.split_first() {
+        structured_segment(rest);
+    }
+}
+
+/// Fuzz target `index_decode`: the sled value codec of `store::index`.
+pub fn index_decode(data: &[u8]) {
+    value_round_trips::<ObjectEntry>(data);
+    value_round_trips::<BlobEntry>(data);
+    value_round_trips::<SegmentEntry>(data);
+    value_round_trips::<Checkpoint>(data);
+    if let Some((&STRUCTURED_TAG, rest)) = data.split_first() {
+        structured_values(rest);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// record_decode
+
+/// Every decoder over the raw bytes. Nothing may panic; decoded payloads must re-encode to
+/// the bytes they came from.
+fn raw_record_checks(data: &[u8]) {
+    let _ = SegmentHeader::decode(data, FUZZ_SEGMENT_ID, FUZZ_SALT);
+    // As a lone record header (offset 64: the first record of a segment) and as the header
+    // of the first record after a segment header.
+    let _ = RecordHeader::decode(data, FUZZ_SALT, FUZZ_SEGMENT_ID, SEGMENT_HEADER_LEN as u64);
+    let first = data
+        .get(SEGMENT_HEADER_LEN..)
+        .and_then(|rest| {
+            RecordHeader::decode(rest, FUZZ_SALT, FUZZ_SEGMENT_ID, SEGMENT_HEADER_LEN as u64).ok()
+        })
+        .map(|h| h.payload_len);
+
+    // check_extent at the first record, with the length its header claims and with the
+    // length of what follows it, and at offsets that are out of range.
+    let off = SEGMENT_HEADER_LEN as u64;
+    let rest_len = data
+        .len()
+        .saturating_sub(SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u32;
+    for len in first.into_iter().chain([rest_len, 0, u32::MAX]) {
+        if let Ok(r) = check_extent(data, FUZZ_SALT, FUZZ_SEGMENT_ID, off, len) {
+            assert_eq!(r.len(), len as usize, "check_extent range length");
+            assert!(r.end <= data.len(), "check_extent range out of bounds");
+        }
+    }
+    for off in [0, data.len() as u64, u64::MAX, 1 << 40] {
+        let _ = check_extent(data, FUZZ_SALT, FUZZ_SEGMENT_ID, off, rest_len);
+    }
+
+    payload_checks(data);
+
+    for start in [SEGMENT_HEADER_LEN as u64, 0] {
+        walk(data, start, true);
+        walk(data, start, false);
+    }
+}
+
+/// The three payload decoders (and blob validation) over `payload`.
+fn payload_checks(payload: &[u8]) {
+    payload_round_trips::<ObjectRecord>(payload);
+    payload_round_trips::<TombstoneRecord>(payload);
+    if let Some(b) = payload_round_trips::<BlobRecord>(payload) {
+        check_blob_record(&b);
+    }
+}
+
+fn payload_round_trips<T>(payload: &[u8]) -> Option<T>
+where
+    T: serde::Serialize + for<'de> serde::Deserialize<'de> + std::fmt::Debug,
+{
+    let v = decode_payload::<T>(payload).ok()?;
+    assert_eq!(
+        encode_payload(&v),
+        payload,
+        "decoded payload does not re-encode to its bytes: {v:?}"
+    );
+    Some(v)
+}
+
+/// `BlobRecord::validate`, then what recovery and lookups do with a record it accepted:
+/// the disk length of each run and the places of its first extents.
+fn check_blob_record(b: &BlobRecord) {
+    if b.validate().is_err() {
+        return;
+    }
+    for r in &b.runs {
+        let _ = r.disk_len(b.chunk_size);
+        for (_off, len) in r.extents(b.chunk_size).take(4) {
+            assert!(len > 0 && len <= b.chunk_size, "extent length {len}");
+        }
+    }
+}
+
+/// Walks `bytes` as segment [`FUZZ_SEGMENT_ID`] from `start` and checks the walk's own
+/// invariants; returns what it found.
+fn walk(bytes: &[u8], start: u64, verify_extents: bool) -> Vec<(u64, RecordKind, bool)> {
+    let mut w = Walker::new(bytes, FUZZ_SALT, FUZZ_SEGMENT_ID, start);
+    if !verify_extents {
+        w = w.skip_extent_checks();
+    }
+    let mut found = Vec::new();
+    let mut expect_at = start;
+    while let Some(item) = w.next() {
+        let (offset, header, good) = match &item {
+            WalkItem::Record(r) => {
+                assert_eq!(
+                    r.payload.len() as u64,
+                    r.header.payload_len as u64,
+                    "payload slice length"
+                );
+                (r.offset, r.header, true)
+            }
+            WalkItem::BadPayload { offset, header, .. } => (*offset, *header, false),
+        };
+        assert_eq!(offset, expect_at, "records must follow each other");
+        expect_at = offset + header.record_len();
+        assert_eq!(w.position(), expect_at, "walker position");
+        assert!(expect_at <= bytes.len() as u64, "record past the end");
+        if let WalkItem::Record(r) = item {
+            match header.kind {
+                RecordKind::Extent if verify_extents => {
+                    let range = check_extent(
+                        bytes,
+                        FUZZ_SALT,
+                        FUZZ_SEGMENT_ID,
+                        offset,
+                        header.payload_len,
+                    )
+                    .expect("an extent the walker checked must pass check_extent");
+                    assert_eq!(&bytes[range], r.payload, "check_extent range");
+                }
+                RecordKind::Extent => {
+                    let _ = check_extent(
+                        bytes,
+                        FUZZ_SALT,
+                        FUZZ_SEGMENT_ID,
+                        offset,
+                        header.payload_len,
+                    );
+                }
+                _ => payload_checks(r.payload),
+            }
+        }
+        found.push((offset, header.kind, good));
+    }
+    assert!(w.next().is_none(), "walker resumed after its end");
+    let end = w.end().expect("a finished walk says why it ended");
+    match end {
+        WalkEnd::End => assert!(w.position() >= bytes.len() as u64, "early end"),
+        WalkEnd::Unwritten { offset } | WalkEnd::BadHeader { offset, .. } => {
+            assert_eq!(*offset, expect_at, "end offset")
+        }
+    }
+    found
+}
+
+/// A record a structured input asks for.
+enum Spec {
+    Extent(Vec<u8>),
+    Blob(BlobRecord),
+    Object(ObjectRecord),
+    Tombstone(TombstoneRecord),
+    /// Arbitrary payload bytes under a non-extent kind.
+    Raw(RecordKind, Vec<u8>),
+}
+
+impl Spec {
+    fn kind_and_payload(&self) -> (RecordKind, Vec<u8>) {
+        match self {
+            Spec::Extent(p) => (RecordKind::Extent, p.clone()),
+            Spec::Blob(b) => (RecordKind::Blob, encode_payload(b)),
+            Spec::Object(o) => (RecordKind::Object, encode_payload(o)),
+            Spec::Tombstone(t) => (RecordKind::Tombstone, encode_payload(t)),
+            Spec::Raw(k, p) => (*k, p.clone()),
+        }
+    }
+}
+
+/// A valid segment built from a structured input, with the damage the input asks for
+/// (not applied yet).
+struct Built {
+    seg: Vec<u8>,
+    /// (position modulo the segment length, xor mask)
+    mutations: Vec<(usize, u8)>,
+    /// Length to cut the mutated segment to (modulo its length + 1).
+    truncate: Option<usize>,
+}
+
+/// Builds a valid segment from a structured input and checks that it reads back exactly as
+/// written.
+///
+/// Layout (every read past the end yields zeroes, so any input is a valid description):
+/// - `flags: u8`: bit 0 pads the segment with zeroes (an unwritten tail of 1 to 256
+///   bytes, length from the next `u8`), bit 1 truncates the mutated segment (length from a
+///   `u16` read after the records), bit 2 applies mutations.
+/// - `count: u8` records (at most 32), each a `selector: u8` (mod 5: extent, blob, object,
+///   tombstone, raw payload of a non-extent kind) followed by its fields (`read_spec`).
+/// - then, with bit 2, mutations of 3 bytes each (`u16` position, `u8` xor mask, where 0
+///   means 1), at most 16.
+fn build_segment(input: &[u8]) -> Built {
+    let mut r = Reader::new(input);
+    let flags = r.u8();
+    let pad = if flags & 1 != 0 {
+        r.u8() as usize + 1
+    } else {
+        0
+    };
+    let count = (r.u8() as usize).min(MAX_RECORDS);
+    let specs: Vec<Spec> = (0..count).map(|_| read_spec(&mut r)).collect();
+    let truncate = (flags & 2 != 0).then(|| r.u16() as usize);
+    let mut mutations = Vec::new();
+    if flags & 4 != 0 {
+        while !r.is_empty() && mutations.len() < MAX_MUTATIONS {
+            let pos = r.u16() as usize;
+            let mask = r.u8();
+            mutations.push((pos, mask.max(1)));
+        }
+    }
+
+    let mut seg = SegmentHeader {
+        version: FORMAT_VERSION,
+        segment_id: FUZZ_SEGMENT_ID,
+        salt: FUZZ_SALT,
+        created_at_ms: 1_700_000_000_000,
+    }
+    .encode()
+    .to_vec();
+    let mut placed = Vec::with_capacity(specs.len());
+    for s in &specs {
+        let (kind, payload) = s.kind_and_payload();
+        let off = seg.len() as u64;
+        let h = RecordHeader::for_payload(kind, &payload);
+        seg.extend_from_slice(&h.encode(FUZZ_SALT, FUZZ_SEGMENT_ID, off));
+        seg.extend_from_slice(&payload);
+        placed.push((off, kind));
+    }
+    let end_of_records = seg.len() as u64;
+    seg.resize(seg.len() + pad, 0);
+    check_valid_segment(&seg, &specs, &placed, (pad > 0).then_some(end_of_records));
+    Built {
+        seg,
+        mutations,
+        truncate,
+    }
+}
+
+fn structured_segment(input: &[u8]) {
+    let Built {
+        mut seg,
+        mutations,
+        truncate,
+    } = build_segment(input);
+    if mutations.is_empty() && truncate.is_none() {
+        return;
+    }
+    let len = seg.len(); // never 0: the segment header is there
+    for (pos, mask) in mutations {
+        seg[pos % len] ^= mask;
+    }
+    if let Some(t) = truncate {
+        seg.truncate(t % (len + 1));
+    }
+    // No oracle beyond "no panic" and the walk's own invariants.
+    let _ = SegmentHeader::decode(&seg, FUZZ_SEGMENT_ID, FUZZ_SALT);
+    walk(&seg, SEGMENT_HEADER_LEN as u64, true);
+    walk(&seg, SEGMENT_HEADER_LEN as u64, false);
+}
+
+/// The oracle for an undamaged segment: the header decodes, both walks find exactly the
+/// records written, each payload decodes to what was encoded, and the walk ends at the end
+/// of the file or (with padding) at the unwritten tail.
+fn check_valid_segment(
+    seg: &[u8],
+    specs: &[Spec],
+    placed: &[(u64, RecordKind)],
+    unwritten_at: Option<u64>,
+) {
+    let h = SegmentHeader::decode(seg, FUZZ_SEGMENT_ID, FUZZ_SALT)
+        .expect("a freshly encoded segment header decodes");
+    assert_eq!(h.segment_id, FUZZ_SEGMENT_ID);
+    let want: Vec<_> = placed.iter().map(|&(o, k)| (o, k, true)).collect();
+    for verify in [true, false] {
+        let found = walk(seg, SEGMENT_HEADER_LEN as u64, verify);
+        assert_eq!(found, want, "walk over a valid segment (verify={verify})");
+    }
+    let mut w = Walker::new(seg, FUZZ_SALT, FUZZ_SEGMENT_ID, SEGMENT_HEADER_LEN as u64);
+    for (spec, item) in specs.iter().zip(w.by_ref()) {
+        let WalkItem::Record(r) = item else {
+            panic!("a valid record was reported as a bad payload");
+        };
+        match spec {
+            Spec::Extent(p) | Spec::Raw(_, p) => assert_eq!(r.payload, &p[..]),
+            Spec::Blob(b) => assert_eq!(decode_payload::<BlobRecord>(r.payload).as_ref(), Ok(b)),
+            Spec::Object(o) => {
+                assert_eq!(decode_payload::<ObjectRecord>(r.payload).as_ref(), Ok(o))
+            }
+            Spec::Tombstone(t) => {
+                assert_eq!(decode_payload::<TombstoneRecord>(r.payload).as_ref(), Ok(t))
+            }
+        }
+    }
+    assert!(w.next().is_none());
+    let want_end = match unwritten_at {
+        Some(offset) => WalkEnd::Unwritten { offset },
+        None => WalkEnd::End,
+    };
+    assert_eq!(w.end(), Some(&want_end), "end of a valid segment");
+}
+
+fn read_spec(r: &mut Reader) -> Spec {
+    match r.u8() % 5 {
+        0 => {
+            // Extent: u16 length (modulo 1024), then that many bytes.
+            let len = r.u16() as usize % 1024;
+            Spec::Extent(r.bytes(len))
+        }
+        1 => Spec::Blob(read_blob(r)),
+        2 => Spec::Object(ObjectRecord {
+            key: r.short_bytes(),
+            distribution: r.string(),
+            tags: (0..r.u8() % 4).map(|_| r.string()).collect(),
+            meta: r.short_bytes(),
+            stored_at_ms: r.u64(),
+            expires_at_ms: r.u64(),
+            blob: r.hash(),
+            body_len: r.u64(),
+        }),
+        3 => {
+            let prefix = r.u8() & 1 == 1;
+            let b = r.short_bytes();
+            Spec::Tombstone(if prefix {
+                TombstoneRecord::Prefix(b)
+            } else {
+                TombstoneRecord::Key(b)
+            })
+        }
+        _ => {
+            // Raw: kind (blob, object or tombstone), u8 length, bytes.
+            let kind = match r.u8() % 3 {
+                0 => RecordKind::Blob,
+                1 => RecordKind::Object,
+                _ => RecordKind::Tombstone,
+            };
+            Spec::Raw(kind, r.short_bytes())
+        }
+    }
+}
+
+/// A blob record: hash byte, chunk size (`u32`), run count (mod 5), runs (`u64` segment,
+/// offset, length each), then a `u8` that, when odd, makes `len` the sum of the run lengths
+/// (wrapping), otherwise a `u64` read next.
+fn read_blob(r: &mut Reader) -> BlobRecord {
+    let hash = r.hash();
+    let chunk_size = r.u32();
+    let runs: Vec<Run> = (0..r.u8() % 5)
+        .map(|_| Run {
+            segment: r.u64(),
+            offset: r.u64(),
+            len: r.u64(),
+        })
+        .collect();
+    let len = if r.u8() & 1 == 1 {
+        runs.iter().fold(0u64, |a, r| a.wrapping_add(r.len))
+    } else {
+        r.u64()
+    };
+    BlobRecord {
+        hash,
+        len,
+        chunk_size,
+        runs,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// index_decode
+
+fn value_round_trips<T>(bytes: &[u8])
+where
+    T: serde::Serialize + for<'de> serde::Deserialize<'de> + std::fmt::Debug,
+{
+    if let Ok(v) = decode_value::<T>(bytes) {
+        assert_eq!(
+            encode_value(&v),
+            bytes,
+            "decoded index value does not re-encode to its bytes: {v:?}"
+        );
+    }
+}
+
+fn encode_decode<T>(v: &T)
+where
+    T: serde::Serialize + for<'de> serde::Deserialize<'de> + std::fmt::Debug + PartialEq,
+{
+    let enc = encode_value(v);
+    assert_eq!(
+        decode_value::<T>(&enc).as_ref(),
+        Ok(v),
+        "index value round trip"
+    );
+    // Every strict prefix and the value with a trailing byte are refused.
+    for cut in [0, 1, enc.len() / 2, enc.len() - 1] {
+        assert!(
+            decode_value::<T>(&enc[..cut]).is_err(),
+            "a {cut}-byte prefix of a {}-byte value decoded",
+            enc.len()
+        );
+    }
+    let mut longer = enc;
+    longer.push(0);
+    assert!(
+        decode_value::<T>(&longer).is_err(),
+        "trailing byte accepted"
+    );
+}
+
+fn structured_values(input: &[u8]) {
+    let mut r = Reader::new(input);
+    let pos = |r: &mut Reader| Pos {
+        segment: r.u64(),
+        offset: r.u64(),
+    };
+    let o = ObjectEntry {
+        pos: pos(&mut r),
+        record_len: r.u32(),
+        distribution: r.string(),
+        tags: (0..r.u8() % 4).map(|_| r.string()).collect(),
+        meta: r.short_bytes(),
+        stored_at_ms: r.u64(),
+        expires_at_ms: r.u64(),
+        blob: r.hash(),
+        body_len: r.u64(),
+    };
+    encode_decode(&o);
+    let b = read_blob(&mut r);
+    let b = BlobEntry {
+        len: b.len,
+        chunk_size: b.chunk_size,
+        runs: b.runs,
+        manifest: pos(&mut r),
+    };
+    encode_decode(&b);
+    let s = SegmentEntry {
+        state: if r.u8() & 1 == 0 {
+            SegmentState::Active
+        } else {
+            SegmentState::Sealed
+        },
+        created_at_ms: r.u64(),
+    };
+    encode_decode(&s);
+    let c = Checkpoint {
+        watermark: pos(&mut r),
+        next_segment: r.u64(),
+        counters: CounterValues {
+            objects: r.u64(),
+            blobs: r.u64(),
+            live_bytes: r.u64(),
+            dedup_saved_bytes: r.u64(),
+        },
+    };
+    encode_decode(&c);
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// Reads fields from a structured input; past its end every read yields zeroes.
+struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self { data }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let n_avail = n.min(self.data.len());
+        let (head, tail) = self.data.split_at(n_avail);
+        self.data = tail;
+        let mut v = head.to_vec();
+        v.resize(n, 0);
+        v
+    }
+
+    fn array<const N: usize>(&mut self) -> [u8; N] {
+        let mut a = [0u8; N];
+        let v = self.bytes(N);
+        a.copy_from_slice(&v);
+        a
+    }
+
+    fn u8(&mut self) -> u8 {
+        self.array::<1>()[0]
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.array())
+    }
+
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.array())
+    }
+
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.array())
+    }
+
+    /// A 32-byte hash from one byte (all 32 bytes equal to it).
+    fn hash(&mut self) -> [u8; 32] {
+        [self.u8(); 32]
+    }
+
+    /// A `u8` length, then that many bytes (only what the input still has).
+    fn short_bytes(&mut self) -> Vec<u8> {
+        let n = (self.u8() as usize).min(self.data.len());
+        self.bytes(n)
+    }
+
+    fn string(&mut self) -> String {
+        String::from_utf8_lossy(&self.short_bytes()).into_owned()
+    }
+}
