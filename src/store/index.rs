@@ -190,6 +190,16 @@ pub fn decode_value<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Dec
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 const CLEAN_KEY: &[u8] = b"clean";
 
+/// What happens to a blob whose last reference goes away.
+pub enum BlobRelease<'a> {
+    /// Its entry is dropped at once (normal operation).
+    Now,
+    /// It is only collected here, to be freed later if still unreferenced. Replay needs
+    /// this: its first pass may already have placed the blob from a record written after
+    /// the removal being replayed (the body was stored again later).
+    Defer(&'a mut std::collections::HashSet<[u8; 32]>),
+}
+
 /// Why sled could not be used.
 #[derive(Debug)]
 pub enum OpenFailure {
@@ -518,6 +528,17 @@ impl Index {
     /// Makes `entry` the version of `key` unless the index already has one written at or
     /// after `entry.pos`. Returns whether it changed anything.
     pub fn put_object(&self, key: &[u8], entry: &ObjectEntry, c: &Counters) -> Result<bool> {
+        self.put_object_with(key, entry, c, BlobRelease::Now)
+    }
+
+    /// [`Index::put_object`] with a choice of what happens to a blob left unreferenced.
+    pub fn put_object_with(
+        &self,
+        key: &[u8],
+        entry: &ObjectEntry,
+        c: &Counters,
+        release: BlobRelease<'_>,
+    ) -> Result<bool> {
         let old = self.get_object(key)?;
         if let Some(old) = &old {
             if old.pos >= entry.pos {
@@ -551,7 +572,7 @@ impl Index {
             .map_err(|e| self.err(e))?;
         if let Some(old) = &old {
             if old.blob != entry.blob {
-                self.free_blob_if_unreferenced(&old.blob, c)?;
+                self.release_blob(&old.blob, c, release)?;
             }
             Counters::add(
                 &c.live_bytes,
@@ -572,6 +593,17 @@ impl Index {
         before: Pos,
         c: &Counters,
     ) -> Result<Option<ObjectEntry>> {
+        self.remove_object_with(key, before, c, BlobRelease::Now)
+    }
+
+    /// [`Index::remove_object`] with a choice of what happens to a blob left unreferenced.
+    pub fn remove_object_with(
+        &self,
+        key: &[u8],
+        before: Pos,
+        c: &Counters,
+        release: BlobRelease<'_>,
+    ) -> Result<Option<ObjectEntry>> {
         let Some(old) = self.get_object(key)? else {
             return Ok(None);
         };
@@ -585,7 +617,7 @@ impl Index {
         self.blob_refs
             .remove(ref_key(&old.blob, key))
             .map_err(|e| self.err(e))?;
-        self.free_blob_if_unreferenced(&old.blob, c)?;
+        self.release_blob(&old.blob, c, release)?;
         Counters::add(&c.objects, -1);
         Counters::add(&c.live_bytes, -(old.record_len as i64));
         Ok(Some(old))
@@ -633,6 +665,18 @@ impl Index {
             Counters::add(&c.live_bytes, entry.len as i64);
         }
         Ok(true)
+    }
+
+    fn release_blob(&self, hash: &[u8; 32], c: &Counters, release: BlobRelease<'_>) -> Result<()> {
+        match release {
+            BlobRelease::Now => {
+                self.free_blob_if_unreferenced(hash, c)?;
+            }
+            BlobRelease::Defer(set) => {
+                set.insert(*hash);
+            }
+        }
+        Ok(())
     }
 
     /// Drops a blob's entry when no object refers to it any more.

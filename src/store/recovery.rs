@@ -14,7 +14,8 @@ use crate::store::config::{FsyncPolicy, StoreConfig};
 use crate::store::dir::CacheDir;
 use crate::store::error::{Result, StoreError};
 use crate::store::index::{
-    BlobEntry, Checkpoint, CounterValues, Counters, Index, ObjectEntry, Pos, SegmentEntry,
+    BlobEntry, BlobRelease, Checkpoint, CounterValues, Counters, Index, ObjectEntry, Pos,
+    SegmentEntry,
 };
 use crate::store::log::Log;
 use crate::store::recency::Recency;
@@ -238,6 +239,7 @@ struct ReplayStats {
 fn replay(inner: &Inner, from: Pos, segs: &[Arc<Segment>]) -> Result<ReplayStats> {
     let now = inner.now_ms();
     let mut stats = ReplayStats::default();
+    // Blobs placed in pass 0 or released in pass 1: freed at the end if unreferenced.
     let mut touched: HashSet<[u8; 32]> = HashSet::new();
     let last_id = segs.last().map(|s| s.id);
     for pass in 0..2 {
@@ -278,8 +280,11 @@ fn replay(inner: &Inner, from: Pos, segs: &[Arc<Segment>]) -> Result<ReplayStats
                                     r.header.record_len(),
                                     r.payload,
                                     now,
+                                    &mut touched,
                                 )?,
-                                RecordKind::Tombstone => inner.replay_tombstone(pos, r.payload)?,
+                                RecordKind::Tombstone => {
+                                    inner.replay_tombstone(pos, r.payload, &mut touched)?
+                                }
                                 _ => {}
                             }
                         }
@@ -347,7 +352,14 @@ impl Inner {
         Ok(Some(m.hash))
     }
 
-    fn replay_object(&self, pos: Pos, record_len: u64, payload: &[u8], now: u64) -> Result<()> {
+    fn replay_object(
+        &self,
+        pos: Pos,
+        record_len: u64,
+        payload: &[u8],
+        now: u64,
+        released: &mut HashSet<[u8; 32]>,
+    ) -> Result<()> {
         let o: ObjectRecord = match decode_payload(payload) {
             Ok(o) => o,
             Err(e) => {
@@ -357,7 +369,12 @@ impl Inner {
         };
         if self.is_dead(o.expires_at_ms, now) {
             // This version is past its grace period: no older version may stand in for it.
-            self.index.remove_object(&o.key, pos, &self.counters)?;
+            self.index.remove_object_with(
+                &o.key,
+                pos,
+                &self.counters,
+                BlobRelease::Defer(released),
+            )?;
             return Ok(());
         }
         if self.index.get_blob(&o.blob)?.is_none() {
@@ -374,18 +391,34 @@ impl Inner {
             blob: o.blob,
             body_len: o.body_len,
         };
-        self.index.put_object(&o.key, &entry, &self.counters)?;
+        self.index
+            .put_object_with(&o.key, &entry, &self.counters, BlobRelease::Defer(released))?;
         Ok(())
     }
 
-    fn replay_tombstone(&self, pos: Pos, payload: &[u8]) -> Result<()> {
+    fn replay_tombstone(
+        &self,
+        pos: Pos,
+        payload: &[u8],
+        released: &mut HashSet<[u8; 32]>,
+    ) -> Result<()> {
         match decode_payload::<TombstoneRecord>(payload) {
             Ok(TombstoneRecord::Key(k)) => {
-                self.index.remove_object(&k, pos, &self.counters)?;
+                self.index.remove_object_with(
+                    &k,
+                    pos,
+                    &self.counters,
+                    BlobRelease::Defer(released),
+                )?;
             }
             Ok(TombstoneRecord::Prefix(p)) => {
                 for k in self.index.keys_with_prefix(&p)? {
-                    self.index.remove_object(&k, pos, &self.counters)?;
+                    self.index.remove_object_with(
+                        &k,
+                        pos,
+                        &self.counters,
+                        BlobRelease::Defer(released),
+                    )?;
                 }
             }
             Err(e) => {
