@@ -10,9 +10,11 @@
 //!   index.broken-*/   a sled database that could not be used, kept for inspection
 //! ```
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::store::error::{Result, StoreError};
 use crate::store::record::FORMAT_VERSION;
@@ -31,6 +33,23 @@ pub struct CacheDir {
     _lock: File,
 }
 
+/// Cache directories this process has open. A lock held by this process's own pid on a
+/// directory not in this set is a descriptor inherited by a child forked by some thread
+/// and not yet exec'd (flock follows the open file description): it goes away by itself.
+static OPEN_HERE: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+fn open_here() -> std::sync::MutexGuard<'static, Option<HashSet<PathBuf>>> {
+    OPEN_HERE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Drop for CacheDir {
+    fn drop(&mut self) {
+        if let Some(set) = open_here().as_mut() {
+            set.remove(&self.root);
+        }
+    }
+}
+
 impl CacheDir {
     pub fn segments(&self) -> PathBuf {
         self.root.join(SEGMENTS_DIR)
@@ -45,8 +64,17 @@ impl CacheDir {
     pub fn open(root: &Path) -> Result<CacheDir> {
         std::fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
         let root = root.canonicalize().map_err(|e| StoreError::io(root, e))?;
-        let lock = lock(&root)?;
         let format_path = root.join(FORMAT_FILE);
+        // Refuse what is not ours before writing anything (even the lock file) into it.
+        match std::fs::read_to_string(&format_path) {
+            Ok(text) => {
+                parse_format(&root, &text)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => refuse_foreign_contents(&root)?,
+            Err(e) => return Err(StoreError::io(&format_path, e)),
+        }
+        let lock = lock(&root)?;
+        // Read again under the lock: another process may have initialised it meanwhile.
         let salt = match std::fs::read_to_string(&format_path) {
             Ok(text) => parse_format(&root, &text)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -59,6 +87,9 @@ impl CacheDir {
         };
         let segments = root.join(SEGMENTS_DIR);
         std::fs::create_dir_all(&segments).map_err(|e| StoreError::io(&segments, e))?;
+        open_here()
+            .get_or_insert_with(HashSet::new)
+            .insert(root.clone());
         Ok(CacheDir {
             root,
             salt,
@@ -99,12 +130,21 @@ fn lock(root: &Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .map_err(|e| StoreError::io(&path, e))?;
-    match f.try_lock() {
+    let pid = std::process::id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut attempt = f.try_lock();
+    while matches!(attempt, Err(std::fs::TryLockError::WouldBlock))
+        && std::time::Instant::now() < deadline
+        && read_holder(&mut f) == pid.to_string()
+        && !open_here().as_ref().is_some_and(|s| s.contains(root))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        attempt = f.try_lock();
+    }
+    match attempt {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = f.read_to_string(&mut holder);
-            let holder = holder.trim();
+            let holder = read_holder(&mut f);
             return Err(StoreError::Locked {
                 dir: root.to_path_buf(),
                 holder: if holder.is_empty() {
@@ -116,12 +156,18 @@ fn lock(root: &Path) -> Result<File> {
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
     }
-    let pid = std::process::id();
     f.set_len(0)
         .and_then(|_| f.seek(SeekFrom::Start(0)))
         .and_then(|_| writeln!(f, "{pid}"))
         .map_err(|e| StoreError::io(&path, e))?;
     Ok(f)
+}
+
+fn read_holder(f: &mut File) -> String {
+    let mut holder = String::new();
+    let _ = f.seek(SeekFrom::Start(0));
+    let _ = f.read_to_string(&mut holder);
+    holder.trim().to_string()
 }
 
 fn parse_format(root: &Path, text: &str) -> Result<u64> {

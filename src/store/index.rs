@@ -66,6 +66,23 @@ pub struct BlobEntry {
     pub manifest: Pos,
 }
 
+impl BlobEntry {
+    /// Whether this blob needs segment `id`: for its chunks, or for its blob record (an
+    /// empty body has no chunks, but without its record a rebuild would not know it).
+    pub fn needs_segment(&self, id: u64) -> bool {
+        self.manifest.segment == id || self.runs.iter().any(|r| r.segment == id)
+    }
+
+    /// Every segment this blob needs, ascending, without repeats.
+    pub fn segments(&self) -> Vec<u64> {
+        let mut segs: Vec<u64> = self.runs.iter().map(|r| r.segment).collect();
+        segs.push(self.manifest.segment);
+        segs.sort_unstable();
+        segs.dedup();
+        segs
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SegmentState {
     /// Being appended to (at most one).
@@ -650,9 +667,7 @@ impl Index {
                 return Ok(false);
             }
         }
-        let mut segs: Vec<u64> = entry.runs.iter().map(|r| r.segment).collect();
-        segs.dedup();
-        for s in segs {
+        for s in entry.segments() {
             let mut k = s.to_be_bytes().to_vec();
             k.extend_from_slice(hash);
             self.seg_blobs.insert(k, &[]).map_err(|e| self.err(e))?;

@@ -378,6 +378,14 @@ impl Inner {
             return Ok(());
         }
         if self.index.get_blob(&o.blob)?.is_none() {
+            // Its body is gone (evicted, or its blob record is damaged): the key has no
+            // usable version from here on, and an older one must not stand in for it.
+            self.index.remove_object_with(
+                &o.key,
+                pos,
+                &self.counters,
+                BlobRelease::Defer(released),
+            )?;
             return Ok(());
         }
         let entry = ObjectEntry {
@@ -436,7 +444,7 @@ impl Inner {
             let Some(b) = self.index.get_blob(&h)? else {
                 continue;
             };
-            if !b.runs.iter().any(|r| r.segment == id) {
+            if !b.needs_segment(id) {
                 continue;
             }
             for k in self.index.blob_refs(&h)? {

@@ -113,12 +113,14 @@ impl Inner {
         let started = Instant::now();
         let mut copied_objects = 0u64;
         let mut evicted = 0u64;
+        // Keys given their second chance in this reclaim.
+        let mut survivors: Vec<Vec<u8>> = Vec::new();
 
         for hash in self.index.segment_blob_hints(id)? {
             let Some(blob) = self.index.get_blob(&hash)? else {
                 continue;
             };
-            if !blob.runs.iter().any(|run| run.segment == id) {
+            if !blob.needs_segment(id) {
                 continue;
             }
             let refs = self.index.blob_refs(&hash)?;
@@ -135,9 +137,9 @@ impl Inner {
                     Ok(true) => {
                         *budget -= blob.len;
                         r.copied_bytes += blob.len;
-                        for k in &hot {
-                            self.recency.clear(k);
-                        }
+                        // Their bits are cleared at the end, after their own records (which
+                        // may be in this segment too) have been judged hot as well.
+                        survivors.extend(hot);
                         continue;
                     }
                     Ok(false) => continue,
@@ -150,7 +152,7 @@ impl Inner {
             let Some(blob) = self.index.get_blob(&hash)? else {
                 continue;
             };
-            if blob.runs.iter().any(|run| run.segment == id) {
+            if blob.needs_segment(id) {
                 for k in self.index.blob_refs(&hash)? {
                     if self
                         .index
@@ -193,7 +195,7 @@ impl Inner {
                         self.index.put_object(&key, &entry, &self.counters)?;
                         *budget -= record_len as u64;
                         copied_objects += 1;
-                        self.recency.clear(&key);
+                        survivors.push(key);
                         continue;
                     }
                     Err(err) => {
@@ -220,6 +222,10 @@ impl Inner {
         }
         self.index.flush()?;
         self.forget_segment_file(id)?;
+        // Second chance used: to survive the next reclaim they must be read again.
+        for k in &survivors {
+            self.recency.clear(k);
+        }
 
         r.reclaimed_segments += 1;
         r.evicted_objects += evicted;

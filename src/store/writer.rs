@@ -297,6 +297,10 @@ pub(crate) fn update_meta(
     let Some(old) = inner.index.get_object(key)? else {
         return Ok(false);
     };
+    if inner.is_dead(old.expires_at_ms, inner.now_ms()) {
+        // Past its grace period: as absent as it is to lookups.
+        return Ok(false);
+    }
     let record = ObjectRecord {
         key: key.to_vec(),
         distribution: old.distribution,
