@@ -9,8 +9,7 @@ use cairn::store::{ObjectSpec, Store, StoreConfig, MIB};
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let dir = std::env::args()
@@ -21,7 +20,11 @@ fn main() -> anyhow::Result<()> {
 
     let t = Instant::now();
     let store = Store::open(cfg.clone())?;
-    println!("opened {dir} in {:?}: {:?}", t.elapsed(), store.open_report());
+    println!(
+        "opened {dir} in {:?}: {:?}",
+        t.elapsed(),
+        store.open_report()
+    );
 
     let n = 10_000u64;
     let t = Instant::now();
@@ -55,7 +58,10 @@ fn main() -> anyhow::Result<()> {
         assert_eq!(got, body(seed, got.len()), "object {i} read back wrong");
         bytes += got.len() as u64;
     }
-    println!("read back and verified {n} objects ({bytes} bytes) in {:?}", t.elapsed());
+    println!(
+        "read back and verified {n} objects ({bytes} bytes) in {:?}",
+        t.elapsed()
+    );
 
     let removed = store.remove_prefix(b"demo/objects/99")?;
     println!("invalidated prefix demo/objects/99: {removed} objects");
