@@ -184,7 +184,7 @@ fn locate(inner: &Arc<Inner>, key: &[u8]) -> Result<Option<Located>> {
         // Raced with a removal or reclaim: a miss.
         return Ok(None);
     };
-    if blob.len != entry.body_len {
+    if blob.len != entry.body_len || blob.validate().is_err() {
         inner.quarantine_object(
             key,
             entry.pos,
@@ -209,6 +209,10 @@ fn resolve(inner: &Inner, blob: &BlobEntry) -> Option<VecDeque<ChunkRef>> {
     let segs = inner.segments.read().unwrap_or_else(|e| e.into_inner());
     for run in &blob.runs {
         let seg = segs.get(&run.segment)?;
+        // A run reaching past what the file holds is a damaged entry: a miss, not a fault.
+        if run.validate(blob.chunk_size).ok()? > seg.allocated() {
+            return None;
+        }
         for (offset, len) in run.extents(blob.chunk_size) {
             chunks.push_back(ChunkRef {
                 segment: seg.clone(),

@@ -47,7 +47,9 @@ pub struct ObjectEntry {
     pub pos: Pos,
     /// Length of that record, header included.
     pub record_len: u32,
+    #[serde(deserialize_with = "crate::store::record::bounded::string")]
     pub distribution: String,
+    #[serde(deserialize_with = "crate::store::record::bounded::strings")]
     pub tags: Vec<String>,
     pub meta: Vec<u8>,
     pub stored_at_ms: u64,
@@ -67,6 +69,11 @@ pub struct BlobEntry {
 }
 
 impl BlobEntry {
+    /// Checks the placement is well formed (see [`crate::store::record::validate_runs`]).
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        crate::store::record::validate_runs(self.len, self.chunk_size, &self.runs)
+    }
+
     /// Whether this blob needs segment `id`: for its chunks, or for its blob record (an
     /// empty body has no chunks, but without its record a rebuild would not know it).
     pub fn needs_segment(&self, id: u64) -> bool {

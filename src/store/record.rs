@@ -17,6 +17,9 @@ pub const RECORD_HEADER_LEN: usize = 64;
 /// crc32 is checked as the chunk is handed to a reader.
 pub const CHUNK_SIZE: u32 = 64 * 1024;
 
+/// Upper bound of a segment's length (and so of any offset in one).
+pub const MAX_SEGMENT_LEN: u64 = 1 << 40;
+
 /// Upper bound of any record payload this version writes or accepts (object, manifest and
 /// tombstone payloads are bounded further by the store's configuration).
 pub const MAX_PAYLOAD_LEN: u32 = 16 * 1024 * 1024;
@@ -247,21 +250,67 @@ pub struct Run {
 
 impl Run {
     /// The extent records of this run: (record offset, data length).
+    /// (Arithmetic saturates, so a corrupt run cannot overflow; [`Run::validate`] refuses
+    /// such runs before anything reads them.)
     pub fn extents(&self, chunk_size: u32) -> impl Iterator<Item = (u64, u32)> + '_ {
         let chunk = chunk_size.max(1) as u64;
         let n = self.len.div_ceil(chunk);
         (0..n).map(move |i| {
-            let off = self.offset + i * (RECORD_HEADER_LEN as u64 + chunk);
+            let step = RECORD_HEADER_LEN as u64 + chunk;
+            let off = self.offset.saturating_add(i.saturating_mul(step));
             let len = (self.len - i * chunk).min(chunk) as u32;
             (off, len)
         })
     }
 
-    /// Bytes this run occupies in its segment, headers included.
+    /// Bytes this run occupies in its segment, headers included (saturating).
     pub fn disk_len(&self, chunk_size: u32) -> u64 {
         let chunk = chunk_size.max(1) as u64;
-        self.len + self.len.div_ceil(chunk) * RECORD_HEADER_LEN as u64
+        self.len.saturating_add(
+            self.len
+                .div_ceil(chunk)
+                .saturating_mul(RECORD_HEADER_LEN as u64),
+        )
     }
+
+    /// Where this run ends in its segment, if it is well formed: it starts after the
+    /// segment header, is not empty, and ends within the largest possible segment.
+    pub fn validate(&self, chunk_size: u32) -> Result<u64, DecodeError> {
+        if self.len == 0 {
+            return Err(DecodeError::Invalid("empty run"));
+        }
+        if self.offset < SEGMENT_HEADER_LEN as u64 {
+            return Err(DecodeError::Invalid("run starts inside the segment header"));
+        }
+        let end = self
+            .offset
+            .checked_add(self.disk_len(chunk_size))
+            .filter(|&e| e <= MAX_SEGMENT_LEN)
+            .ok_or(DecodeError::Invalid("run ends beyond any segment"))?;
+        Ok(end)
+    }
+}
+
+/// Checks a body's placement: chunk size in range, every run well formed, lengths adding
+/// up to `len`. Shared by blob records and the index's blob entries.
+pub fn validate_runs(len: u64, chunk_size: u32, runs: &[Run]) -> Result<(), DecodeError> {
+    if chunk_size == 0 || chunk_size > MAX_PAYLOAD_LEN {
+        return Err(DecodeError::Invalid("blob chunk size"));
+    }
+    let mut total: u64 = 0;
+    for r in runs {
+        r.validate(chunk_size)?;
+        total = total
+            .checked_add(r.len)
+            .ok_or(DecodeError::Invalid("run lengths overflow"))?;
+    }
+    if total != len {
+        return Err(DecodeError::LengthMismatch {
+            len: total,
+            expected: len,
+        });
+    }
+    Ok(())
 }
 
 /// Payload of a blob record: a body's content address and where its chunks are.
@@ -276,25 +325,7 @@ pub struct BlobRecord {
 impl BlobRecord {
     /// Checks that the runs add up to the length and are well formed.
     pub fn validate(&self) -> Result<(), DecodeError> {
-        if self.chunk_size == 0 || self.chunk_size > MAX_PAYLOAD_LEN {
-            return Err(DecodeError::Invalid("blob chunk size"));
-        }
-        let mut total: u64 = 0;
-        for r in &self.runs {
-            if r.len == 0 {
-                return Err(DecodeError::Invalid("empty run"));
-            }
-            total = total
-                .checked_add(r.len)
-                .ok_or(DecodeError::Invalid("run lengths overflow"))?;
-        }
-        if total != self.len {
-            return Err(DecodeError::LengthMismatch {
-                len: total,
-                expected: self.len,
-            });
-        }
-        Ok(())
+        validate_runs(self.len, self.chunk_size, &self.runs)
     }
 }
 
@@ -302,7 +333,9 @@ impl BlobRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRecord {
     pub key: Vec<u8>,
+    #[serde(deserialize_with = "bounded::string")]
     pub distribution: String,
+    #[serde(deserialize_with = "bounded::strings")]
     pub tags: Vec<String>,
     pub meta: Vec<u8>,
     pub stored_at_ms: u64,
@@ -318,6 +351,36 @@ pub enum TombstoneRecord {
     Key(Vec<u8>),
     /// Every key that starts with these bytes.
     Prefix(Vec<u8>),
+}
+
+/// String decoding that never allocates what a corrupt length claims. bincode decodes a
+/// `String` by allocating its claimed length before reading; decoding it as a byte
+/// sequence instead goes through serde's cautious preallocation (at most 1 MiB) and grows
+/// only with bytes actually present. The encoding is the same (u64 length, then bytes).
+pub(crate) mod bounded {
+    use serde::{Deserialize, Deserializer};
+
+    struct Utf8(String);
+
+    impl<'de> Deserialize<'de> for Utf8 {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let bytes = Vec::<u8>::deserialize(d)?;
+            String::from_utf8(bytes)
+                .map(Utf8)
+                .map_err(|_| serde::de::Error::custom("string is not UTF-8"))
+        }
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Utf8::deserialize(d).map(|u| u.0)
+    }
+
+    pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(Vec::<Utf8>::deserialize(d)?
+            .into_iter()
+            .map(|u| u.0)
+            .collect())
+    }
 }
 
 fn bincode_config() -> impl bincode::config::Config {

@@ -337,7 +337,9 @@ impl Inner {
         let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
         for r in &m.runs {
             match segs.get(&r.segment) {
-                Some(s) if r.offset + r.disk_len(m.chunk_size) <= s.allocated() => {}
+                Some(s)
+                    if r.validate(m.chunk_size)
+                        .is_ok_and(|end| end <= s.allocated()) => {}
                 _ => return Ok(None),
             }
         }

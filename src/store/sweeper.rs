@@ -248,6 +248,10 @@ impl Inner {
     /// Copies a blob's bytes (checked on the way) into the active segment and points the
     /// index at the copy. Returns false if the blob changed meanwhile (the copy is dead).
     fn copy_blob(&self, hash: &[u8; 32], blob: &BlobEntry) -> Result<bool> {
+        blob.validate().map_err(|source| StoreError::CorruptIndex {
+            tree: "blobs",
+            source,
+        })?;
         let mut staged = RecordBatch::new();
         let mut runs = Vec::new();
         let mut hasher = blake3::Hasher::new();

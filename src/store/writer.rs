@@ -335,10 +335,13 @@ pub(crate) fn remove(inner: &Arc<Inner>, key: &[u8]) -> Result<bool> {
     // Written even when the key is absent: an old record of it may still be in a segment.
     let payload = encode_payload(&TombstoneRecord::Key(key.to_vec()));
     let (pos, _) = inner.append_one(&mut log, RecordKind::Tombstone, &payload)?;
+    let now = inner.now_ms();
+    // An object past its grace period is already absent to lookups: removing it is
+    // housekeeping, not a removal to report.
     Ok(inner
         .index
         .remove_object(key, pos, &inner.counters)?
-        .is_some())
+        .is_some_and(|old| !inner.is_dead(old.expires_at_ms, now)))
 }
 
 pub(crate) fn remove_prefix(inner: &Arc<Inner>, prefix: &[u8]) -> Result<u64> {
@@ -368,13 +371,12 @@ pub(crate) fn remove_prefix(inner: &Arc<Inner>, prefix: &[u8]) -> Result<u64> {
             };
             after = Some(last.clone());
             let _log = inner.lock_log();
+            let now = inner.now_ms();
             for (k, _) in &page {
-                if inner
-                    .index
-                    .remove_object(k, tomb, &inner.counters)?
-                    .is_some()
-                {
-                    removed += 1;
+                if let Some(old) = inner.index.remove_object(k, tomb, &inner.counters)? {
+                    if !inner.is_dead(old.expires_at_ms, now) {
+                        removed += 1;
+                    }
                 }
             }
             if page.len() < REMOVE_BATCH {
