@@ -14,6 +14,7 @@ mod dir;
 mod error;
 pub mod index;
 mod log;
+mod packed;
 mod recency;
 pub mod record;
 mod recovery;

@@ -15,7 +15,7 @@ use crate::store::dir::CacheDir;
 use crate::store::error::{Result, StoreError};
 use crate::store::index::{
     BlobEntry, BlobRelease, Checkpoint, CounterValues, Counters, Index, ObjectEntry, Pos,
-    SegmentEntry,
+    SegmentEntry, INDEX_LAYOUT,
 };
 use crate::store::log::Log;
 use crate::store::recency::Recency;
@@ -40,7 +40,7 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
 
     let mut report = OpenReport::default();
     let mut rebuild_reason: Option<String> = force_rebuild.then(|| "requested".to_string());
-    let index = if force_rebuild {
+    let mut index = if force_rebuild {
         fresh_index(&dir, &cfg)?
     } else {
         match Index::open(&dir.index(), cfg.index_cache_bytes) {
@@ -55,13 +55,29 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
     let mut checkpoint = None;
     if rebuild_reason.is_none() {
         match index.read_checkpoint() {
-            Ok(Some(cp)) => checkpoint = Some(cp),
-            Ok(None) => {
-                if !index.is_empty()? {
-                    rebuild_reason = Some("the index has entries but no checkpoint".into());
+            Ok(Some(cp)) => match index.layout() {
+                Ok(Some(INDEX_LAYOUT)) => checkpoint = Some(cp),
+                Ok(other) => {
+                    rebuild_reason = Some(format!(
+                        "the index has layout {other:?}; this cairn uses {INDEX_LAYOUT}"
+                    ))
                 }
-            }
+                Err(e) => rebuild_reason = Some(format!("the index layout is unreadable: {e}")),
+            },
+            Ok(None) => match index.is_empty() {
+                Ok(true) => {}
+                Ok(false) => {
+                    rebuild_reason = Some("the index has entries but no checkpoint".into())
+                }
+                Err(e) => rebuild_reason = Some(format!("the index is unreadable: {e}")),
+            },
             Err(e) => rebuild_reason = Some(format!("the checkpoint is unreadable: {e}")),
+        }
+        if let Some(reason) = &rebuild_reason {
+            // Never rebuild into a database that is wrong: start from an empty one.
+            tracing::error!(dir = %dir.index().display(), %reason, "cache index is not usable; rebuilding it from the segments");
+            drop(index);
+            index = fresh_index(&dir, &cfg)?;
         }
     }
     report.clean_shutdown = rebuild_reason.is_none() && index.was_clean().unwrap_or(false);
