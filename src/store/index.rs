@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::store::error::{Result, StoreError};
-use crate::store::packed::{PackedError, PackedTree};
 use crate::store::record::{DecodeError, Run};
 
 /// Version byte in front of every index value. A different version makes the store rebuild
@@ -214,9 +213,9 @@ pub fn decode_value<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Dec
 
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 const LAYOUT_KEY: &[u8] = b"layout";
-/// How the trees are laid out in sled (2: per-object trees packed into leaves, see
-/// `packed.rs`). An index with another layout is rebuilt from the segments.
-pub const INDEX_LAYOUT: u32 = 2;
+/// How the trees are laid out in sled (1: one sled entry per object in each tree, as in
+/// storage-format.md §5). An index with another layout is rebuilt from the segments.
+pub const INDEX_LAYOUT: u32 = 1;
 const CLEAN_KEY: &[u8] = b"clean";
 
 /// What happens to a blob whose last reference goes away.
@@ -249,12 +248,12 @@ impl std::fmt::Display for OpenFailure {
 pub struct Index {
     dir: PathBuf,
     db: sled::Db,
-    objects: PackedTree,
-    blobs: PackedTree,
-    blob_refs: PackedTree,
-    expiry: PackedTree,
-    seg_objects: PackedTree,
-    seg_blobs: PackedTree,
+    objects: sled::Tree,
+    blobs: sled::Tree,
+    blob_refs: sled::Tree,
+    expiry: sled::Tree,
+    seg_objects: sled::Tree,
+    seg_blobs: sled::Tree,
     segments: sled::Tree,
     state: sled::Tree,
 }
@@ -290,12 +289,12 @@ impl Index {
                 .mode(sled::Mode::LowSpace)
                 .open()?;
             Ok(Index {
-                objects: PackedTree::new(db.open_tree("objects")?),
-                blobs: PackedTree::new(db.open_tree("blobs")?),
-                blob_refs: PackedTree::new(db.open_tree("blob_refs")?),
-                expiry: PackedTree::new(db.open_tree("expiry")?),
-                seg_objects: PackedTree::new(db.open_tree("seg_objects")?),
-                seg_blobs: PackedTree::new(db.open_tree("seg_blobs")?),
+                objects: db.open_tree("objects")?,
+                blobs: db.open_tree("blobs")?,
+                blob_refs: db.open_tree("blob_refs")?,
+                expiry: db.open_tree("expiry")?,
+                seg_objects: db.open_tree("seg_objects")?,
+                seg_blobs: db.open_tree("seg_blobs")?,
                 segments: db.open_tree("segments")?,
                 state: db.open_tree("state")?,
                 dir: dir_owned,
@@ -316,16 +315,10 @@ impl Index {
         }
     }
 
-    fn err(&self, e: impl Into<PackedError>) -> StoreError {
-        match e.into() {
-            PackedError::Sled(e) => StoreError::Index {
-                dir: self.dir.clone(),
-                message: e.to_string(),
-            },
-            PackedError::Leaf(source) => StoreError::CorruptIndex {
-                tree: "leaf",
-                source,
-            },
+    fn err(&self, e: sled::Error) -> StoreError {
+        StoreError::Index {
+            dir: self.dir.clone(),
+            message: e.to_string(),
         }
     }
 
@@ -345,8 +338,8 @@ impl Index {
 
     /// Whether the index holds no objects and no blobs.
     pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.objects.is_empty().map_err(|e| self.err(e))?
-            && self.blobs.is_empty().map_err(|e| self.err(e))?)
+        Ok(self.objects.first().map_err(|e| self.err(e))?.is_none()
+            && self.blobs.first().map_err(|e| self.err(e))?.is_none())
     }
 
     /// Removes every entry (before a rebuild into an existing database).
@@ -358,10 +351,9 @@ impl Index {
             &self.expiry,
             &self.seg_objects,
             &self.seg_blobs,
+            &self.segments,
+            &self.state,
         ] {
-            t.clear().map_err(|e| self.err(e))?;
-        }
-        for t in [&self.segments, &self.state] {
             t.clear().map_err(|e| self.err(e))?;
         }
         Ok(())
@@ -420,13 +412,13 @@ impl Index {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, ObjectEntry)>> {
         let mut out = Vec::new();
-        let iter = match after {
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match after {
             Some(a) => {
                 let mut start = a.to_vec();
                 start.push(0);
-                self.objects.range_from(&start).map_err(|e| self.err(e))?
+                Box::new(self.objects.range(start..))
             }
-            None => self.objects.range_from(prefix).map_err(|e| self.err(e))?,
+            None => Box::new(self.objects.scan_prefix(prefix)),
         };
         for item in iter {
             let (k, v) = item.map_err(|e| self.err(e))?;
@@ -448,7 +440,7 @@ impl Index {
     /// Keys and expiry times of objects whose `expires_at_ms` is before `before_ms`.
     pub fn expired_before(&self, before_ms: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
         let mut out = Vec::new();
-        for item in self.expiry.scan_below(before_ms.to_be_bytes().to_vec()) {
+        for item in self.expiry.range(..before_ms.to_be_bytes().to_vec()) {
             let (k, _) = item.map_err(|e| self.err(e))?;
             if k.len() < 8 {
                 continue;
@@ -563,7 +555,12 @@ impl Index {
     pub fn remove_segment(&self, id: u64) -> Result<()> {
         let prefix = id.to_be_bytes();
         for t in [&self.seg_objects, &self.seg_blobs] {
-            t.remove_prefix(&prefix).map_err(|e| self.err(e))?;
+            let mut batch = sled::Batch::default();
+            for item in t.scan_prefix(prefix) {
+                let (k, _) = item.map_err(|e| self.err(e))?;
+                batch.remove(k);
+            }
+            t.apply_batch(batch).map_err(|e| self.err(e))?;
         }
         self.segments.remove(prefix).map_err(|e| self.err(e))?;
         Ok(())

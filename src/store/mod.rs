@@ -14,7 +14,6 @@ mod dir;
 mod error;
 pub mod index;
 mod log;
-mod packed;
 mod recency;
 pub mod record;
 mod recovery;
