@@ -4,7 +4,8 @@
 //! (page cache, not anonymous memory), the index's cache is bounded, and recency is a
 //! fixed-size table.
 //!
-//! `cargo bench --bench rss` (CAIRN_BENCH_BYTES sets the total, default 3 GiB).
+//! `cargo bench --bench rss` (CAIRN_BENCH_BYTES sets the total, default 3 GiB;
+//! CAIRN_BENCH_INDEX_CACHE overrides sled's cache size in bytes, to see what it changes).
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,12 @@ fn main() {
     let mut cfg = StoreConfig::new(dir.path(), total + 2048 * MIB);
     cfg.segment_size = 256 * MIB;
     cfg.min_free_disk = 0;
+    if let Some(c) = std::env::var("CAIRN_BENCH_INDEX_CACHE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.index_cache_bytes = c;
+    }
     let store = Store::open(cfg).unwrap();
     let start_rss = proc_status_bytes("RssAnon");
     println!("start: RssAnon {:.1} MiB", mib(start_rss));
