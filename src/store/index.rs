@@ -213,9 +213,8 @@ pub fn decode_value<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Dec
 
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 const LAYOUT_KEY: &[u8] = b"layout";
-/// How the trees are laid out in sled (1: one sled entry per object in each tree, as in
-/// storage-format.md §5). An index with another layout is rebuilt from the segments.
-pub const INDEX_LAYOUT: u32 = 1;
+/// How the trees are laid out in sled (2: as in storage-format.md §5). An index with another layout is rebuilt from the segments.
+pub const INDEX_LAYOUT: u32 = 2;
 const CLEAN_KEY: &[u8] = b"clean";
 
 /// What happens to a blob whose last reference goes away.
@@ -252,7 +251,6 @@ pub struct Index {
     blobs: sled::Tree,
     blob_refs: sled::Tree,
     expiry: sled::Tree,
-    seg_objects: sled::Tree,
     seg_blobs: sled::Tree,
     segments: sled::Tree,
     state: sled::Tree,
@@ -293,7 +291,6 @@ impl Index {
                 blobs: db.open_tree("blobs")?,
                 blob_refs: db.open_tree("blob_refs")?,
                 expiry: db.open_tree("expiry")?,
-                seg_objects: db.open_tree("seg_objects")?,
                 seg_blobs: db.open_tree("seg_blobs")?,
                 segments: db.open_tree("segments")?,
                 state: db.open_tree("state")?,
@@ -349,7 +346,6 @@ impl Index {
             &self.blobs,
             &self.blob_refs,
             &self.expiry,
-            &self.seg_objects,
             &self.seg_blobs,
             &self.segments,
             &self.state,
@@ -454,17 +450,9 @@ impl Index {
         Ok(out)
     }
 
-    /// Keys of objects whose record may be in `segment` (hints; check `pos`).
-    pub fn segment_object_hints(&self, segment: u64) -> Result<Vec<Vec<u8>>> {
-        let mut out = Vec::new();
-        for item in self.seg_objects.scan_prefix(segment.to_be_bytes()) {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            out.push(k[8..].to_vec());
-        }
-        Ok(out)
-    }
-
-    /// Hashes of blobs that may have chunks in `segment` (hints; check `runs`).
+    /// Hashes of blobs that have chunks in `segment` while their blob record is in a later
+    /// segment (hints; check `runs`). Blob records in `segment` itself are found by walking
+    /// it.
     pub fn segment_blob_hints(&self, segment: u64) -> Result<Vec<[u8; 32]>> {
         let mut out = Vec::new();
         for item in self.seg_blobs.scan_prefix(segment.to_be_bytes()) {
@@ -554,7 +542,7 @@ impl Index {
     /// Forgets a segment and its hints (before its file is unlinked).
     pub fn remove_segment(&self, id: u64) -> Result<()> {
         let prefix = id.to_be_bytes();
-        for t in [&self.seg_objects, &self.seg_blobs] {
+        for t in [&self.seg_blobs] {
             let mut batch = sled::Batch::default();
             for item in t.scan_prefix(prefix) {
                 let (k, _) = item.map_err(|e| self.err(e))?;
@@ -591,9 +579,6 @@ impl Index {
             .map_err(|e| self.err(e))?;
         self.expiry
             .insert(be_key(entry.expires_at_ms, key), &[])
-            .map_err(|e| self.err(e))?;
-        self.seg_objects
-            .insert(be_key(entry.pos.segment, key), &[])
             .map_err(|e| self.err(e))?;
         if let Some(old) = &old {
             if old.expires_at_ms != entry.expires_at_ms {
@@ -691,7 +676,13 @@ impl Index {
                 return Ok(false);
             }
         }
-        for s in entry.segments() {
+        // Only chunks outside the blob record's own segment need a hint (see
+        // `segment_blob_hints`).
+        for s in entry
+            .segments()
+            .into_iter()
+            .filter(|&s| s != entry.manifest.segment)
+        {
             let mut k = s.to_be_bytes().to_vec();
             k.extend_from_slice(hash);
             self.seg_blobs.insert(k, &[]).map_err(|e| self.err(e))?;
@@ -760,6 +751,28 @@ impl Index {
             }
         }
         Ok(v)
+    }
+
+    /// Every object and blob that needs segment `id` (a full scan: for a segment file that
+    /// disappeared, whose records cannot be walked).
+    pub fn entries_needing_segment(&self, id: u64) -> Result<(Vec<Vec<u8>>, Vec<[u8; 32]>)> {
+        let mut keys = Vec::new();
+        for item in self.objects.iter() {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if decode_value::<ObjectEntry>(&v).is_ok_and(|e| e.pos.segment == id) {
+                keys.push(k.to_vec());
+            }
+        }
+        let mut hashes = Vec::new();
+        for item in self.blobs.iter() {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if decode_value::<BlobEntry>(&v).is_ok_and(|b| b.needs_segment(id)) {
+                if let Ok(h) = <[u8; 32]>::try_from(k.as_ref()) {
+                    hashes.push(h);
+                }
+            }
+        }
+        Ok((keys, hashes))
     }
 
     /// Hashes of all blobs (for cleanup after a rebuild).
@@ -930,6 +943,5 @@ mod tests {
         assert!(ix.get_blob(&[1; 32]).unwrap().is_none());
         assert_eq!(ix.recount(0).unwrap(), c.load());
         assert_eq!(ix.expired_before(11, 10).unwrap().len(), 1);
-        assert_eq!(ix.segment_object_hints(1).unwrap().len(), 2);
     }
 }

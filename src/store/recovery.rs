@@ -131,7 +131,8 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
                         segment = id,
                         "segment file is missing; dropping the objects stored in it"
                     );
-                    inner.drop_segment_entries(*id)?;
+                    let (keys, hashes) = inner.index.entries_needing_segment(*id)?;
+                    inner.drop_entries_in_segment(*id, &keys, &hashes)?;
                     inner.index.remove_segment(*id)?;
                     inner.events.lost_segments.fetch_add(1, Ordering::Relaxed);
                     report.lost_segments.push(*id);
@@ -454,18 +455,23 @@ impl Inner {
         Ok(())
     }
 
-    /// Drops every index entry that needs segment `id`: blobs with chunks in it (and the
-    /// objects sharing them) and objects whose record is in it.
-    pub(crate) fn drop_segment_entries(&self, id: u64) -> Result<u64> {
+    /// Drops, of the given candidates, every blob that needs segment `id` (with the objects
+    /// sharing it) and every object whose record is in `id`. Returns the objects dropped.
+    pub(crate) fn drop_entries_in_segment(
+        &self,
+        id: u64,
+        keys: &[Vec<u8>],
+        hashes: &[[u8; 32]],
+    ) -> Result<u64> {
         let mut dropped = 0;
-        for h in self.index.segment_blob_hints(id)? {
-            let Some(b) = self.index.get_blob(&h)? else {
+        for h in hashes {
+            let Some(b) = self.index.get_blob(h)? else {
                 continue;
             };
             if !b.needs_segment(id) {
                 continue;
             }
-            for k in self.index.blob_refs(&h)? {
+            for k in self.index.blob_refs(h)? {
                 if self
                     .index
                     .remove_object(&k, POS_MAX, &self.counters)?
@@ -474,14 +480,14 @@ impl Inner {
                     dropped += 1;
                 }
             }
-            self.index.drop_blob_entry(&h, &self.counters)?;
+            self.index.drop_blob_entry(h, &self.counters)?;
         }
-        for k in self.index.segment_object_hints(id)? {
-            if let Some(e) = self.index.get_object(&k)? {
+        for k in keys {
+            if let Some(e) = self.index.get_object(k)? {
                 if e.pos.segment == id
                     && self
                         .index
-                        .remove_object(&k, POS_MAX, &self.counters)?
+                        .remove_object(k, POS_MAX, &self.counters)?
                         .is_some()
                 {
                     dropped += 1;
@@ -489,6 +495,54 @@ impl Inner {
             }
         }
         Ok(dropped)
+    }
+
+    /// The object keys and blob hashes whose records are in `seg`, found by walking it,
+    /// plus the hinted blobs with chunks there. If the walk cannot reach the end (a damaged
+    /// header), the index is scanned instead, so nothing is left pointing into the segment.
+    pub(crate) fn segment_contents(&self, seg: &Segment) -> Result<(Vec<Vec<u8>>, Vec<[u8; 32]>)> {
+        let map = seg.bytes()?;
+        let readable = seg.allocated().min(map.len() as u64) as usize;
+        let mut keys = Vec::new();
+        let mut hashes = self.index.segment_blob_hints(seg.id)?;
+        let mut walker = Walker::new(
+            &map[..readable],
+            self.dir.salt,
+            seg.id,
+            SEGMENT_HEADER_LEN as u64,
+        )
+        .skip_extent_checks();
+        for item in walker.by_ref() {
+            let WalkItem::Record(r) = item else {
+                continue;
+            };
+            match r.header.kind {
+                RecordKind::Object => {
+                    if let Ok(o) = decode_payload::<ObjectRecord>(r.payload) {
+                        keys.push(o.key);
+                    }
+                }
+                RecordKind::Blob => {
+                    if let Ok(b) = decode_payload::<BlobRecord>(r.payload) {
+                        hashes.push(b.hash);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(WalkEnd::BadHeader { offset, .. }) = walker.end() {
+            tracing::warn!(
+                segment = seg.id,
+                offset,
+                "segment is damaged; scanning the index for what it holds"
+            );
+            return self.index.entries_needing_segment(seg.id);
+        }
+        keys.sort();
+        keys.dedup();
+        hashes.sort();
+        hashes.dedup();
+        Ok((keys, hashes))
     }
 
     /// Removes a segment from the map and unlinks its file (index entries must be gone).

@@ -116,7 +116,8 @@ impl Inner {
         // Keys given their second chance in this reclaim.
         let mut survivors: Vec<Vec<u8>> = Vec::new();
 
-        for hash in self.index.segment_blob_hints(id)? {
+        let (keys, hashes) = self.segment_contents(seg)?;
+        for hash in hashes {
             let Some(blob) = self.index.get_blob(&hash)? else {
                 continue;
             };
@@ -166,7 +167,7 @@ impl Inner {
             }
         }
 
-        for key in self.index.segment_object_hints(id)? {
+        for key in keys {
             let mut log = self.lock_log();
             let Some(e) = self.index.get_object(&key)? else {
                 continue;
@@ -217,7 +218,8 @@ impl Inner {
         // refer to it any more. Index entries go before the file does.
         {
             let _log = self.lock_log();
-            evicted += self.drop_segment_entries(id)?;
+            let stragglers = self.index.segment_blob_hints(id)?;
+            evicted += self.drop_entries_in_segment(id, &[], &stragglers)?;
             self.index.remove_segment(id)?;
         }
         self.index.flush()?;
