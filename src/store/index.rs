@@ -227,6 +227,9 @@ pub enum BlobRelease<'a> {
     Defer(&'a mut std::collections::HashSet<[u8; 32]>),
 }
 
+/// The object keys and blob hashes that (may) need a segment.
+pub type SegmentContents = (Vec<Vec<u8>>, Vec<[u8; 32]>);
+
 /// Why sled could not be used.
 #[derive(Debug)]
 pub enum OpenFailure {
@@ -755,7 +758,7 @@ impl Index {
 
     /// Every object and blob that needs segment `id` (a full scan: for a segment file that
     /// disappeared, whose records cannot be walked).
-    pub fn entries_needing_segment(&self, id: u64) -> Result<(Vec<Vec<u8>>, Vec<[u8; 32]>)> {
+    pub fn entries_needing_segment(&self, id: u64) -> Result<SegmentContents> {
         let mut keys = Vec::new();
         for item in self.objects.iter() {
             let (k, v) = item.map_err(|e| self.err(e))?;

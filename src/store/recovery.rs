@@ -500,7 +500,7 @@ impl Inner {
     /// The object keys and blob hashes whose records are in `seg`, found by walking it,
     /// plus the hinted blobs with chunks there. If the walk cannot reach the end (a damaged
     /// header), the index is scanned instead, so nothing is left pointing into the segment.
-    pub(crate) fn segment_contents(&self, seg: &Segment) -> Result<(Vec<Vec<u8>>, Vec<[u8; 32]>)> {
+    pub(crate) fn segment_contents(&self, seg: &Segment) -> Result<SegmentContents> {
         let map = seg.bytes()?;
         let readable = seg.allocated().min(map.len() as u64) as usize;
         let mut keys = Vec::new();
