@@ -15,7 +15,7 @@ use crate::store::dir::CacheDir;
 use crate::store::error::{Result, StoreError};
 use crate::store::index::{
     BlobEntry, BlobRelease, Checkpoint, CounterValues, Counters, Index, ObjectEntry, Pos,
-    SegmentEntry, INDEX_LAYOUT,
+    SegmentContents, SegmentEntry, INDEX_LAYOUT,
 };
 use crate::store::log::Log;
 use crate::store::recency::Recency;
