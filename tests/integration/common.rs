@@ -19,6 +19,18 @@ pub fn test_config(dir: &Path, capacity: u64) -> StoreConfig {
     cfg
 }
 
+/// One day, the TTL most tests give their objects.
+pub const DAY: Duration = Duration::from_secs(86_400);
+/// Where manual clocks start (a fixed moment, so runs are reproducible).
+pub const START_MS: u64 = 1_700_000_000_000;
+
+/// [`test_config`] driven by a manual clock.
+pub fn config(dir: &Path, capacity: u64, clock: &Arc<ManualClock>) -> StoreConfig {
+    let mut cfg = test_config(dir, capacity);
+    cfg.clock = clock.clone();
+    cfg
+}
+
 pub fn manual_clock(start_ms: u64) -> Arc<ManualClock> {
     Arc::new(ManualClock::new(start_ms))
 }

@@ -144,6 +144,9 @@ fn note(size: usize) {
     });
 }
 
+// SAFETY: every method forwards to the system allocator with the caller's arguments
+// unchanged; `note` only records a size in a thread-local Cell (no allocation, no
+// re-entry), so the GlobalAlloc contract is exactly System's.
 unsafe impl GlobalAlloc for Tracking {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size());

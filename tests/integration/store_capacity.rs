@@ -4,23 +4,11 @@
 //! eviction and removal.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn::store::{Clock, ManualClock, Store, StoreConfig, StoreError, MIB};
+use cairn::store::{Clock, Store, StoreError, MIB};
 
 use crate::common::*;
-
-const DAY: Duration = Duration::from_secs(86_400);
-const START_MS: u64 = 1_700_000_000_000;
-
-fn config(dir: &Path, capacity: u64, clock: &Arc<ManualClock>) -> StoreConfig {
-    let mut cfg = test_config(dir, capacity);
-    cfg.segment_size = MIB;
-    cfg.background_interval = None;
-    cfg.clock = clock.clone();
-    cfg
-}
 
 /// Sum of the sizes of the segment files in the cache directory.
 fn segment_file_bytes(dir: &Path) -> u64 {

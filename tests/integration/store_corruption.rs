@@ -7,24 +7,12 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cairn::store::record::{CHUNK_SIZE, RECORD_HEADER_LEN};
-use cairn::store::{ManualClock, ObjectInfo, Store, StoreConfig, StoreError, MIB};
+use cairn::store::{ManualClock, ObjectInfo, Store, StoreError, MIB};
 
 use crate::common::*;
-
-const DAY: Duration = Duration::from_secs(86_400);
-const START_MS: u64 = 1_700_000_000_000;
-
-fn config(dir: &Path, capacity: u64, clock: &Arc<ManualClock>) -> StoreConfig {
-    let mut cfg = test_config(dir, capacity);
-    cfg.segment_size = MIB;
-    cfg.background_interval = None;
-    cfg.clock = clock.clone();
-    cfg
-}
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join("segments").join(format!("{id:016x}.seg"))
@@ -733,6 +721,8 @@ fn reopen_after_close_waits_out_a_forked_child_holding_inherited_descriptors() {
     let child = unsafe { libc::fork() };
     assert!(child >= 0, "fork failed");
     if child == 0 {
+        // SAFETY: usleep and _exit are async-signal-safe, the only kind of call allowed in
+        // a child forked from a multi-threaded process; _exit skips destructors and atexit.
         unsafe {
             libc::usleep(300_000);
             libc::_exit(0);

@@ -185,11 +185,8 @@ struct Harness<'t> {
 }
 
 fn model_config(dir: &Path, clock: Arc<ManualClock>, capacity: u64) -> StoreConfig {
-    let mut cfg = test_config(dir, capacity);
-    cfg.segment_size = MIB;
+    let mut cfg = config(dir, capacity, &clock);
     cfg.stale_grace = Duration::from_millis(GRACE_MS);
-    cfg.background_interval = None;
-    cfg.clock = clock;
     cfg
 }
 
