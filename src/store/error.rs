@@ -82,6 +82,9 @@ pub enum StoreError {
     )]
     OverCapacity { on_disk: u64, capacity: u64 },
 
+    #[error("this fill already failed ({0}); drop it and start a new one")]
+    FillFailed(String),
+
     #[error("a segment this object was being written into was reclaimed before commit; the object was not stored")]
     FillLost,
 

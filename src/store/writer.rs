@@ -73,9 +73,7 @@ impl ObjectWriter {
     /// staged. After an error the writer can only be dropped.
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
         if let Some(why) = &self.failed {
-            return Err(StoreError::Config(format!(
-                "write after a failed write on this fill: {why}"
-            )));
+            return Err(StoreError::FillFailed(why.clone()));
         }
         let max = self.inner.cfg.max_object_size();
         if self.len + data.len() as u64 > max {
@@ -113,9 +111,7 @@ impl ObjectWriter {
     /// survives a crash of the process.
     pub fn commit(mut self) -> Result<ObjectInfo> {
         if let Some(why) = self.failed.take() {
-            return Err(StoreError::Config(format!(
-                "commit after a failed write on this fill: {why}"
-            )));
+            return Err(StoreError::FillFailed(why));
         }
         self.staged.close_extent();
         let hash: [u8; 32] = *self.hasher.finalize().as_bytes();
