@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use cairn::config;
+use cairn::serve::Source;
 use cairn::store::{Store, StoreConfig, StoreStats};
 
 #[derive(Parser)]
@@ -24,6 +26,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the edge. With neither --config nor --origin, it runs in front of the built-in
+    /// demo origin (the example site bundled into the binary).
+    Serve(ServeArgs),
+    /// Validate a configuration file and print every problem with its location.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
     /// Look inside a cache directory (offline: the edge must not be running on it).
     CacheInspect {
         /// The cache directory.
@@ -32,6 +42,37 @@ enum Command {
         #[command(subcommand)]
         what: Inspect,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file (TOML; see cairn.example.toml).
+    #[arg(long, conflicts_with_all = ["origin", "listen", "admin_listen", "cache_dir", "capacity", "default_ttl", "min_ttl", "max_ttl"])]
+    config: Option<PathBuf>,
+    /// Quick mode: one distribution answering any Host, in front of this origin URL.
+    #[arg(long)]
+    origin: Option<String>,
+    /// Viewer listener (quick mode). Default 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Admin listener (quick mode). Default 127.0.0.1:9090.
+    #[arg(long)]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// Cache directory (quick mode). Default ./cairn-cache.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Cache capacity (quick mode), e.g. 10GiB, 500MB. Default 10GiB.
+    #[arg(long)]
+    capacity: Option<String>,
+    /// Default TTL in seconds (quick mode). Default 86400.
+    #[arg(long)]
+    default_ttl: Option<u64>,
+    /// Minimum TTL in seconds (quick mode). Default 0.
+    #[arg(long)]
+    min_ttl: Option<u64>,
+    /// Maximum TTL in seconds (quick mode). Default 31536000.
+    #[arg(long)]
+    max_ttl: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -92,8 +133,67 @@ fn open_offline(dir: &std::path::Path, rebuild: bool) -> anyhow::Result<Store> {
     store.with_context(|| format!("opening the cache in {}", dir.display()))
 }
 
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let source = match args.config {
+            Some(path) => Source::File(path),
+            None => {
+                let origin = match args.origin {
+                    Some(o) => o,
+                    None => {
+                        let addr = cairn::demo::start()
+                            .await
+                            .context("starting the demo origin")?;
+                        eprintln!("cairn: no --config or --origin given: serving the built-in demo site (origin http://{addr})");
+                        format!("http://{addr}")
+                    }
+                };
+                let opts = config::QuickOptions {
+                    origin,
+                    listen: args.listen,
+                    admin_listen: args.admin_listen,
+                    cache_dir: args.cache_dir,
+                    capacity: args.capacity,
+                    default_ttl: args.default_ttl,
+                    min_ttl: args.min_ttl,
+                    max_ttl: args.max_ttl,
+                };
+                let c = config::quick(&opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+                Source::Flags(Box::new(c))
+            }
+        };
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        cairn::serve::run(source, stop_rx).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load_file(file) {
+        Ok(c) => {
+            println!(
+                "{}: configuration is valid ({} distribution(s))",
+                file.display(),
+                c.distributions.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("{}: configuration test failed", file.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => return serve(args),
+        Command::CheckConfig { file } => return Ok(check_config(&file)),
         Command::CacheInspect { cache_dir, what } => match what {
             Inspect::Summary { json } => {
                 let store = open_offline(&cache_dir, false)?;

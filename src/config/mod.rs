@@ -1,6 +1,26 @@
-//! Configuration: the TOML model, its validation with clear messages, quick mode and the
-//! embedded default.
+//! Configuration: the validated model the edge runs on (`model`), and the two ways to get
+//! one — a TOML file ([`load_file`], [`load_str`]) or quick-mode flags ([`quick`]) — with
+//! validation that reports every problem with its source, line, column and key path, like
+//! `nginx -t`. `cairn.example.toml` at the repository root documents every key.
+//!
+//! Inside: `load` walks the TOML into `raw` structs that keep positions, `quick` builds the
+//! same structs from flags, and `build` applies the rules of `check` and the checks across
+//! distributions to produce the `model`.
 
+mod build;
+mod check;
+mod load;
 mod model;
+mod problem;
+mod quick;
+mod raw;
+mod size;
 
+pub use load::{load_file, load_str};
 pub use model::*;
+pub use problem::{ConfigErrors, Problem};
+pub use quick::{quick, QuickOptions};
+pub use size::parse_size;
+
+#[cfg(test)]
+mod tests;

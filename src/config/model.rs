@@ -91,7 +91,8 @@ impl Distribution {
 pub struct Logging {
     /// Default false.
     pub enabled: bool,
-    /// Log file; default `<cache dir>/../logs/<distribution id>.log` resolved at load time.
+    /// Log file; default `logs/<distribution id>.log` next to the config file (quick mode:
+    /// the working directory).
     pub file: PathBuf,
 }
 

@@ -1,6 +1,8 @@
 //! Integration tests, one binary with a module per topic.
 
 mod common;
+mod edge_basic;
+mod edge_harness;
 mod fuzz_corpus;
 mod store_basic;
 mod store_capacity;

@@ -1,0 +1,225 @@
+//! Quick mode, `cairn serve --origin URL [...]`: [`quick`] turns the flags into the same
+//! raw configuration a file produces — one catch-all distribution "default" with one
+//! origin "origin" — and validates it with the same rules, so problems name the flag.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::build::build;
+use super::model::Config;
+use super::problem::{At, ConfigErrors, Pos, Problems};
+use super::raw::*;
+use super::size::parse_size;
+
+/// The flags of quick mode; everything but the origin is optional.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QuickOptions {
+    /// `--origin`: `http[s]://host[:port][/path]`; a path becomes the origin path prefix.
+    pub origin: String,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<SocketAddr>,
+    /// `--cache-dir`, relative to the working directory.
+    pub cache_dir: Option<PathBuf>,
+    /// `--capacity`, a size such as "10GiB".
+    pub capacity: Option<String>,
+    /// `--default-ttl`, seconds.
+    pub default_ttl: Option<u64>,
+    /// `--min-ttl`, seconds.
+    pub min_ttl: Option<u64>,
+    /// `--max-ttl`, seconds.
+    pub max_ttl: Option<u64>,
+}
+
+/// Builds the configuration of quick mode from its flags.
+pub fn quick(opts: &QuickOptions) -> Result<Config, ConfigErrors> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    quick_in(opts, &cwd)
+}
+
+fn flag<T>(value: Option<T>, name: &str) -> Field<T> {
+    value.map(|v| At::new(v, Pos::flag(name)))
+}
+
+fn quick_in(opts: &QuickOptions, base: &Path) -> Result<Config, ConfigErrors> {
+    let mut problems = Problems::default();
+    let origin_flag = Pos::flag("--origin");
+
+    let capacity = opts.capacity.as_deref().and_then(|c| match parse_size(c) {
+        Ok(v) => Some(At::new(v, Pos::flag("--capacity"))),
+        Err(e) => {
+            problems.add(&Pos::flag("--capacity"), "cache.capacity", e);
+            None
+        }
+    });
+    let cache_dir = match &opts.cache_dir {
+        Some(d) if d.as_os_str().is_empty() => {
+            problems.add(&Pos::flag("--cache-dir"), "cache.dir", "must not be empty");
+            None
+        }
+        other => flag(other.clone(), "--cache-dir"),
+    };
+
+    let dp = "distribution[0]".to_string();
+    let raw = RawConfig {
+        pos: origin_flag.clone(),
+        edge: RawEdge {
+            listen: flag(opts.listen, "--listen"),
+            admin_listen: flag(opts.admin_listen, "--admin-listen"),
+            ..RawEdge::default()
+        },
+        cache: RawCache {
+            dir: cache_dir,
+            capacity,
+            ..RawCache::default()
+        },
+        distributions: vec![RawDistribution {
+            id: Some(At::new("default".to_string(), origin_flag.clone())),
+            catch_all: Some(At::new(true, origin_flag.clone())),
+            enabled: Some(At::new(true, origin_flag.clone())),
+            origins: vec![RawOrigin {
+                path: format!("{dp}.origin[0]"),
+                pos: origin_flag.clone(),
+                id: Some(At::new("origin".to_string(), origin_flag.clone())),
+                url: Some(At::new(opts.origin.clone(), origin_flag.clone())),
+                url_path_is_prefix: true,
+                ..RawOrigin::default()
+            }],
+            default_behavior: RawBehavior {
+                path: format!("{dp}.default_behavior"),
+                pos: origin_flag.clone(),
+                default_ttl: flag(opts.default_ttl, "--default-ttl"),
+                min_ttl: flag(opts.min_ttl, "--min-ttl"),
+                max_ttl: flag(opts.max_ttl, "--max-ttl"),
+                ..RawBehavior::default()
+            },
+            path: dp,
+            pos: origin_flag,
+            ..RawDistribution::default()
+        }],
+        distributions_malformed: false,
+    };
+    let config = build(raw, base, &mut problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems.into_errors())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::*;
+
+    fn opts(origin: &str) -> QuickOptions {
+        QuickOptions {
+            origin: origin.to_string(),
+            ..QuickOptions::default()
+        }
+    }
+
+    #[test]
+    fn builds_one_catch_all_distribution() {
+        let c = quick_in(&opts("http://127.0.0.1:8000"), Path::new("/srv")).unwrap();
+        assert_eq!(c.distributions.len(), 1);
+        let d = &c.distributions[0];
+        assert_eq!(d.id, "default");
+        assert!(d.catch_all && d.enabled);
+        assert!(d.aliases.is_empty());
+        assert_eq!(d.origins.len(), 1);
+        let o = &d.origins[0];
+        assert_eq!(o.id, "origin");
+        assert_eq!(
+            (o.scheme, o.host.as_str(), o.port, o.path.as_str()),
+            (Scheme::Http, "127.0.0.1", 8000, "")
+        );
+        assert_eq!(d.default_behavior.target, "origin");
+        assert_eq!(d.default_behavior.default_ttl, 86400);
+        assert_eq!(d.default_behavior.allowed_methods, AllowedMethods::GetHead);
+        assert_eq!(c.cache.dir, Path::new("/srv/cairn-cache"));
+        assert_eq!(c.cache.capacity, 10 << 30);
+        assert_eq!(c.edge.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(d.behaviors.is_empty());
+        assert!(!d.logging.enabled);
+    }
+
+    #[test]
+    fn url_path_becomes_the_origin_path() {
+        let c = quick_in(&opts("https://h.example:1/static/"), Path::new("/")).unwrap();
+        let o = &c.distributions[0].origins[0];
+        assert_eq!(
+            (o.scheme, o.host.as_str(), o.port, o.path.as_str()),
+            (Scheme::Https, "h.example", 1, "/static")
+        );
+        let c = quick_in(&opts("http://h:1/"), Path::new("/")).unwrap();
+        assert_eq!(c.distributions[0].origins[0].path, "");
+        let e = quick_in(&opts("http://h:1/a/../b"), Path::new("/")).unwrap_err();
+        assert!(e.to_string().contains("'..'"), "{e}");
+    }
+
+    #[test]
+    fn flags_are_used_and_checked() {
+        let o = QuickOptions {
+            origin: "http://[::1]:9000".to_string(),
+            listen: Some("0.0.0.0:80".parse().unwrap()),
+            admin_listen: Some("127.0.0.1:81".parse().unwrap()),
+            cache_dir: Some(PathBuf::from("c")),
+            capacity: Some("64MiB".to_string()),
+            default_ttl: Some(60),
+            min_ttl: Some(10),
+            max_ttl: Some(600),
+        };
+        let c = quick_in(&o, Path::new("/w")).unwrap();
+        assert_eq!(c.cache.dir, Path::new("/w/c"));
+        assert_eq!(c.cache.capacity, 64 << 20);
+        assert_eq!(c.cache.segment_size, 16 << 20);
+        assert_eq!(c.edge.listen.port(), 80);
+        let b = &c.distributions[0].default_behavior;
+        assert_eq!((b.default_ttl, b.min_ttl, b.max_ttl), (60, 10, 600));
+        assert_eq!(c.distributions[0].origins[0].host, "::1");
+
+        let bad = QuickOptions {
+            capacity: Some("10XB".to_string()),
+            min_ttl: Some(700),
+            max_ttl: Some(600),
+            listen: Some("127.0.0.1:81".parse().unwrap()),
+            ..o
+        };
+        let e = quick_in(&bad, Path::new("/w")).unwrap_err();
+        let sources: Vec<&str> = e.problems.iter().map(|p| p.source.as_str()).collect();
+        assert_eq!(
+            sources,
+            ["--admin-listen", "--capacity", "--min-ttl"],
+            "{e}"
+        );
+        assert!(e.problems.iter().all(|p| p.line == 0));
+    }
+
+    #[test]
+    fn rejects_other_schemes_clearly() {
+        let e = quick(&opts("ftp://x")).unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{e}");
+        let p = &e.problems[0];
+        assert_eq!(p.source, "--origin");
+        assert_eq!(p.path, "distribution[0].origin[0].url");
+        assert!(
+            p.message.contains("unsupported scheme \"ftp\""),
+            "{}",
+            p.message
+        );
+        assert!(p.message.contains("http:// or https://"), "{}", p.message);
+        assert_eq!(
+            e.to_string(),
+            format!("--origin: distribution[0].origin[0].url: {}", p.message)
+        );
+        for bad in ["", "localhost:8000", "http://h?x=1", "http://u@h"] {
+            let e = quick(&opts(bad)).unwrap_err();
+            assert!(
+                e.problems.iter().all(|p| p.source == "--origin"),
+                "{bad}: {e}"
+            );
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! What the edge keeps in a stored object's metadata bytes (opaque to the store): the
+//! response status and end-to-end headers, and the freshness facts needed to compute Age
+//! and to explain which TTL rule applied. Encoded as `[version byte 1] ++ bincode 2`
+//! (fixed-width little-endian integers, at most 1 MiB); storage-format.md §"Edge metadata"
+//! is the contract.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+
+/// Version byte of the encoding below.
+pub const META_VERSION: u8 = 1;
+const MAX_META_LEN: usize = 1 << 20;
+
+/// A stored response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    /// End-to-end response headers in origin order (hop-by-hop ones already removed).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// When the edge sent the request that produced this response (ms since the epoch).
+    pub request_time_ms: u64,
+    /// When the response headers arrived (ms since the epoch).
+    pub response_time_ms: u64,
+    /// RFC 9111 §4.2.3 corrected initial age, seconds.
+    pub initial_age_s: u64,
+    /// Freshness lifetime, seconds (after the distribution's clamps).
+    pub ttl_s: u64,
+    /// Stored but must be revalidated before every use (`no-cache` with min_ttl 0).
+    pub revalidate_each_use: bool,
+    /// Which TTL rule applied (s-maxage, max-age, expires, default, …) and which clamp.
+    pub ttl_rule: String,
+    pub ttl_clamp: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("stored metadata is empty")]
+    Empty,
+    #[error("stored metadata has version {0}; this edge reads version {META_VERSION}")]
+    Version(u8),
+    #[error("stored metadata does not decode: {0}")]
+    Decode(String),
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<MAX_META_LEN>()
+}
+
+pub fn to_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
+}
+
+pub fn from_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl StoredResponse {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![META_VERSION];
+        // Encoding into a Vec only fails past the size limit, which headers bounded by
+        // hyper's limits never reach; an empty result would fail decoding, never mislead.
+        if bincode::serde::encode_into_std_write(self, &mut out, bincode_config()).is_err() {
+            out.truncate(1);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, MetaError> {
+        let (&v, rest) = bytes.split_first().ok_or(MetaError::Empty)?;
+        if v != META_VERSION {
+            return Err(MetaError::Version(v));
+        }
+        let (meta, used): (Self, usize) = bincode::serde::decode_from_slice(rest, bincode_config())
+            .map_err(|e| MetaError::Decode(e.to_string()))?;
+        if used != rest.len() {
+            return Err(MetaError::Decode(format!(
+                "{} trailing bytes",
+                rest.len() - used
+            )));
+        }
+        Ok(meta)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The stored headers as a map (entries that are no longer valid header names or
+    /// values are skipped; they were valid when stored).
+    pub fn header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.headers.len());
+        for (name, value) in &self.headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(value),
+            ) {
+                map.append(n, v);
+            }
+        }
+        map
+    }
+
+    pub fn headers_from(map: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+        map.iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    pub fn response_time(&self) -> SystemTime {
+        from_ms(self.response_time_ms)
+    }
+
+    /// RFC 9111 §4.2.3 current_age at `now`.
+    pub fn age_at(&self, now: SystemTime) -> Duration {
+        let resident = now
+            .duration_since(self.response_time())
+            .unwrap_or(Duration::ZERO);
+        Duration::from_secs(self.initial_age_s).saturating_add(resident)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StoredResponse {
+        StoredResponse {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), b"text/html".to_vec()),
+                ("etag".into(), b"\"abc\"".to_vec()),
+            ],
+            request_time_ms: 1_700_000_000_000,
+            response_time_ms: 1_700_000_000_050,
+            initial_age_s: 3,
+            ttl_s: 86400,
+            revalidate_each_use: false,
+            ttl_rule: "max-age".into(),
+            ttl_clamp: "none".into(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_damage() {
+        let m = sample();
+        let bytes = m.encode();
+        assert_eq!(bytes[0], META_VERSION);
+        assert_eq!(StoredResponse::decode(&bytes).unwrap(), m);
+        assert!(matches!(StoredResponse::decode(&[]), Err(MetaError::Empty)));
+        let mut v2 = bytes.clone();
+        v2[0] = 2;
+        assert!(matches!(
+            StoredResponse::decode(&v2),
+            Err(MetaError::Version(2))
+        ));
+        for cut in 1..bytes.len() {
+            assert!(
+                StoredResponse::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(StoredResponse::decode(&long).is_err());
+        // A huge length prefix must not allocate what it asks for.
+        let mut huge = vec![META_VERSION, 200, 0];
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(StoredResponse::decode(&huge).is_err());
+    }
+
+    #[test]
+    fn age_adds_resident_time() {
+        let m = sample();
+        let now = m.response_time() + Duration::from_secs(10);
+        assert_eq!(m.age_at(now), Duration::from_secs(13));
+        assert_eq!(m.age_at(UNIX_EPOCH), Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,532 @@
+//! One viewer request, start to end: route by Host, normalise the path, pick the cache
+//! behaviour, form the cache key, then answer from the store (Hit), revalidate a stale
+//! object (RefreshHit), or follow a collapsed origin fill (Miss); methods that are not
+//! cached pass through. Every response gets `Via` and `X-Cache`, and its access log line
+//! is written when its body ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use futures_util::stream;
+use http::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Incoming;
+
+use crate::access_log::{new_request_id, LogEntry};
+use crate::body::{self, BoxBody, BoxError};
+use crate::cache_key::{cache_key, normalize_path, KeyError, KeyInput};
+use crate::collapse::{Fill, Joined};
+use crate::edge::fill::{self, FillHead, FillRequest};
+use crate::edge::forward::{origin_request, Viewer};
+use crate::edge::meta::StoredResponse;
+use crate::edge::respond::{self, decorate, set_age};
+use crate::edge::router::host_name;
+use crate::edge::tracked::{Outcome, Tracked};
+use crate::edge::{Edge, ResultType, Runtime};
+use crate::httpcache;
+use crate::origin::fetch;
+use crate::store::Hit;
+
+/// How the request was answered, for headers and the log.
+struct Answer {
+    resp: Response<BoxBody>,
+    result: ResultType,
+    /// CloudFront's x-edge-detailed-result-type (e.g. OriginConnectError).
+    detailed: &'static str,
+    dist: Option<usize>,
+}
+
+impl Answer {
+    fn new(resp: Response<BoxBody>, result: ResultType, dist: Option<usize>) -> Self {
+        Self {
+            resp,
+            result,
+            detailed: result.as_str(),
+            dist,
+        }
+    }
+}
+
+/// What the access log needs from the request, captured before the request is consumed.
+struct RequestFacts {
+    method: Method,
+    path: String,
+    query: Option<String>,
+    host_header: String,
+    referer: Option<String>,
+    user_agent: Option<String>,
+    forwarded_for: Option<String>,
+    version: &'static str,
+    request_bytes: u64,
+}
+
+fn header_str(h: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn facts(req: &Request<Incoming>) -> RequestFacts {
+    let h = req.headers();
+    let header_bytes: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    let body_len = header_str(h, CONTENT_LENGTH)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    RequestFacts {
+        method: req.method().clone(),
+        path: req.uri().path().to_string(),
+        query: req.uri().query().map(str::to_string),
+        host_header: host_of(req).unwrap_or_default(),
+        referer: header_str(h, http::header::REFERER),
+        user_agent: header_str(h, http::header::USER_AGENT),
+        forwarded_for: header_str(h, "x-forwarded-for"),
+        version: match req.version() {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2.0",
+            _ => "HTTP/1.1",
+        },
+        request_bytes: (req.method().as_str().len()
+            + req.uri().to_string().len()
+            + 12
+            + header_bytes
+            + 2) as u64
+            + body_len,
+    }
+}
+
+fn host_of(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+}
+
+/// Answers one viewer request.
+pub async fn handle(
+    edge: Arc<Edge>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<BoxBody> {
+    let started = Instant::now();
+    let rt = edge.runtime();
+    let facts = facts(&req);
+    let answer = answer(&edge, &rt, req, peer).await;
+    let ttfb = started.elapsed();
+    let Answer {
+        resp,
+        result,
+        detailed,
+        dist,
+    } = answer;
+    let log = dist
+        .and_then(|i| rt.config.distributions.get(i))
+        .and_then(|d| {
+            rt.logs
+                .get(&d.id)
+                .map(|h| (h.clone(), d.assigned_domain(&rt.config.edge.domain)))
+        });
+    let Some((log, assigned)) = log else {
+        return resp;
+    };
+    let (parts, body) = resp.into_parts();
+    let status = parts.status.as_u16();
+    let header_bytes: u64 = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().len() + v.len() + 4) as u64)
+        .sum::<u64>()
+        + 17;
+    let content_type = header_str(&parts.headers, CONTENT_TYPE);
+    let content_len = header_str(&parts.headers, CONTENT_LENGTH).and_then(|v| v.parse().ok());
+    let edge_name = rt.config.edge.name.clone();
+    let tracked = Tracked::new(body, move |out: Outcome| {
+        // Status 000: the viewer hung up before the response was complete.
+        let hung_up = !out.complete && !out.failed;
+        let result_str = if out.failed { "Error" } else { result.as_str() };
+        log.log(LogEntry {
+            time: SystemTime::now(),
+            edge_location: edge_name,
+            sc_bytes: header_bytes + out.body_bytes,
+            client_ip: peer.ip(),
+            client_port: peer.port(),
+            method: facts.method.to_string(),
+            host: assigned,
+            uri_stem: facts.path,
+            query: facts.query,
+            status: if hung_up { None } else { Some(status) },
+            referer: facts.referer,
+            user_agent: facts.user_agent,
+            cookie: None,
+            result_type: result_str.to_string(),
+            request_id: new_request_id(),
+            host_header: facts.host_header,
+            protocol: "http".to_string(),
+            cs_bytes: facts.request_bytes,
+            time_taken: started.elapsed(),
+            time_to_first_byte: ttfb,
+            forwarded_for: facts.forwarded_for,
+            ssl_protocol: None,
+            ssl_cipher: None,
+            response_result_type: result_str.to_string(),
+            protocol_version: facts.version.to_string(),
+            detailed_result_type: if out.failed {
+                "Error".to_string()
+            } else {
+                detailed.to_string()
+            },
+            content_type,
+            content_len,
+            range_start: None,
+            range_end: None,
+        });
+    });
+    Response::from_parts(parts, tracked.boxed_unsync())
+}
+
+async fn answer(
+    edge: &Arc<Edge>,
+    rt: &Arc<Runtime>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Answer {
+    let name = &rt.config.edge.name;
+    let Some(host) = host_of(&req) else {
+        return Answer::new(
+            respond::error(
+                StatusCode::BAD_REQUEST,
+                "The request has no Host header.",
+                name,
+            ),
+            ResultType::Error,
+            None,
+        );
+    };
+    let Some(di) = rt.router.route(host_name(&host)) else {
+        // No detail: which names this edge serves is nobody's business.
+        return Answer::new(
+            respond::error(StatusCode::MISDIRECTED_REQUEST, "", name),
+            ResultType::Error,
+            None,
+        );
+    };
+    let d = &rt.config.distributions[di];
+    let err = |status, msg: &str| {
+        Answer::new(
+            respond::error(status, msg, name),
+            ResultType::Error,
+            Some(di),
+        )
+    };
+    if !d.enabled {
+        return err(StatusCode::FORBIDDEN, "This distribution is disabled.");
+    }
+    let path = match normalize_path(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => return err(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let path_for_behavior = if path == "/" {
+        d.default_root_object
+            .as_ref()
+            .map(|o| format!("/{o}"))
+            .unwrap_or(path)
+    } else {
+        path
+    };
+    let bi = d
+        .behaviors
+        .iter()
+        .position(|b| b.matches(&path_for_behavior));
+    let b = fill::behavior(d, bi);
+    if !b.allowed_methods.allows(req.method()) {
+        let mut a = err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "This distribution does not accept this method for this path.",
+        );
+        a.resp.headers_mut().insert(
+            http::header::ALLOW,
+            HeaderValue::from_static(b.allowed_methods.allow_header()),
+        );
+        return a;
+    }
+    let keyed = match cache_key(&KeyInput {
+        distribution: &d.id,
+        uri: req.uri(),
+        headers: req.headers(),
+        policy: &b.cache_key,
+        default_root_object: d.default_root_object.as_deref(),
+    }) {
+        Ok(k) => k,
+        Err(e @ KeyError::TooLong { .. }) => return err(StatusCode::URI_TOO_LONG, &e.to_string()),
+        Err(e) => return err(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let viewer = Viewer {
+        ip: peer.ip(),
+        forwarded_for: header_str(req.headers(), "x-forwarded-for"),
+    };
+    let method = req.method().clone();
+    if method != Method::GET && method != Method::HEAD {
+        return pass_through(rt, di, bi, keyed, viewer, req).await;
+    }
+    let head_only = method == Method::HEAD;
+    drop(req);
+
+    let now = SystemTime::now();
+    let mut stored = None;
+    match edge.store.lookup_async(&keyed.key).await {
+        Ok(Some(hit)) => match StoredResponse::decode(&hit.info.meta) {
+            Ok(meta) => {
+                let fresh = !meta.revalidate_each_use && hit.info.expires_at > now;
+                if fresh {
+                    return Answer::new(
+                        serve_hit(rt, hit, &meta, ResultType::Hit, head_only, now),
+                        ResultType::Hit,
+                        Some(di),
+                    );
+                }
+                if httpcache::has_validator(&meta.header_map()) {
+                    stored = Some((hit.info, meta));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(key = %String::from_utf8_lossy(&keyed.key), error = %e, "stored metadata unreadable; dropping the object");
+                let _ = edge.store.remove(&keyed.key);
+            }
+        },
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(key = %String::from_utf8_lossy(&keyed.key), error = %e, "store lookup failed; fetching from the origin")
+        }
+    }
+
+    let key = keyed.key.clone();
+    let mut direct = Some((keyed.clone(), viewer.clone()));
+    let req = FillRequest {
+        dist: di,
+        behavior: bi,
+        keyed,
+        viewer,
+        stored,
+    };
+    let (mut fill, mut leader) = match edge.fills.join(&key) {
+        Joined::Leader(f) => {
+            fill::spawn(edge.clone(), rt.clone(), req, f.clone(), true);
+            (f, true)
+        }
+        Joined::Follower(f) => (f, false),
+    };
+    let head = loop {
+        let head = match fill.head().await {
+            Ok(h) => h,
+            Err(e) => {
+                return err(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("The origin fetch failed: {}", e.0),
+                )
+            }
+        };
+        match (&*head, direct.take()) {
+            (
+                FillHead::Response {
+                    shareable: false, ..
+                },
+                Some((keyed, viewer)),
+            ) if !leader => {
+                // Not ours to see (Set-Cookie, private, …): fetch for this viewer alone.
+                let own = Arc::new(Fill::new());
+                let req = FillRequest {
+                    dist: di,
+                    behavior: bi,
+                    keyed,
+                    viewer,
+                    stored: None,
+                };
+                fill::spawn(edge.clone(), rt.clone(), req, own.clone(), false);
+                fill = own;
+                leader = true;
+            }
+            _ => break head,
+        }
+    };
+    match &*head {
+        FillHead::Failed { status, .. } => {
+            let timeout = *status == StatusCode::GATEWAY_TIMEOUT;
+            let msg = if timeout {
+                "The origin did not answer in time."
+            } else {
+                "The origin could not be reached or sent a bad response."
+            };
+            let mut a = err(*status, msg);
+            a.detailed = if timeout {
+                "OriginReadTimeout"
+            } else {
+                "OriginConnectError"
+            };
+            a
+        }
+        FillHead::Refreshed => match edge.store.lookup_async(&key).await {
+            Ok(Some(hit)) => match StoredResponse::decode(&hit.info.meta) {
+                Ok(meta) => Answer::new(
+                    serve_hit(
+                        rt,
+                        hit,
+                        &meta,
+                        ResultType::RefreshHit,
+                        head_only,
+                        SystemTime::now(),
+                    ),
+                    ResultType::RefreshHit,
+                    Some(di),
+                ),
+                Err(_) => err(
+                    StatusCode::BAD_GATEWAY,
+                    "The refreshed object could not be read.",
+                ),
+            },
+            _ => err(
+                StatusCode::BAD_GATEWAY,
+                "The refreshed object could not be read.",
+            ),
+        },
+        FillHead::Response {
+            status, headers, ..
+        } => {
+            let mut h = headers.clone();
+            decorate(&mut h, name, ResultType::Miss);
+            let body = if head_only {
+                body::empty()
+            } else {
+                follow_body(fill)
+            };
+            let mut resp = Response::new(body);
+            *resp.status_mut() = *status;
+            *resp.headers_mut() = h;
+            Answer::new(resp, ResultType::Miss, Some(di))
+        }
+    }
+}
+
+/// A hit: the stored status and headers with a fresh Age, the body from the store.
+fn serve_hit(
+    rt: &Runtime,
+    hit: Hit,
+    meta: &StoredResponse,
+    result: ResultType,
+    head_only: bool,
+    now: SystemTime,
+) -> Response<BoxBody> {
+    let mut h = meta.header_map();
+    h.insert(CONTENT_LENGTH, HeaderValue::from(hit.body.len()));
+    set_age(&mut h, meta.age_at(now));
+    decorate(&mut h, &rt.config.edge.name, result);
+    let body = if head_only {
+        body::empty()
+    } else {
+        store_body(hit)
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = meta.status();
+    *resp.headers_mut() = h;
+    resp
+}
+
+/// The stored body, chunk by chunk, each chunk checked before it leaves; a failed check
+/// ends the body with an error (the connection closes, the viewer never gets a wrong
+/// byte).
+fn store_body(hit: Hit) -> BoxBody {
+    let s = stream::unfold(Some(hit.body), |body| async move {
+        let mut body = body?;
+        match body.next_chunk_async().await {
+            None => None,
+            Some(Ok(b)) => Some((Ok(Frame::data(b)), Some(body))),
+            Some(Err(e)) => Some((Err(Box::new(e) as BoxError), None)),
+        }
+    });
+    StreamBody::new(s).boxed_unsync()
+}
+
+/// The body of a fill, as its chunks arrive.
+fn follow_body(fill: Arc<Fill<FillHead>>) -> BoxBody {
+    let s = stream::unfold((fill, 0usize, false), |(fill, i, done)| async move {
+        if done {
+            return None;
+        }
+        match fill.chunk(i).await {
+            Ok(Some(b)) => Some((Ok(Frame::data(b)), (fill, i + 1, false))),
+            Ok(None) => None,
+            Err(e) => Some((Err(Box::new(e) as BoxError), (fill, i, true))),
+        }
+    });
+    StreamBody::new(s).boxed_unsync()
+}
+
+/// Methods the edge does not cache go to the origin as they are (with what the key
+/// includes) and their responses straight back.
+async fn pass_through(
+    rt: &Arc<Runtime>,
+    di: usize,
+    bi: Option<usize>,
+    keyed: crate::cache_key::KeyedRequest,
+    viewer: Viewer,
+    req: Request<Incoming>,
+) -> Answer {
+    let d = &rt.config.distributions[di];
+    let b = fill::behavior(d, bi);
+    let plan = fill::plan(rt, d, b);
+    let method = req.method().clone();
+    let mut extra = HeaderMap::new();
+    for name in [CONTENT_TYPE, CONTENT_ENCODING] {
+        if let Some(v) = req.headers().get(&name) {
+            extra.insert(name, v.clone());
+        }
+    }
+    let has_body = req.headers().contains_key(CONTENT_LENGTH)
+        || req.headers().contains_key(http::header::TRANSFER_ENCODING);
+    let mut body = has_body.then(|| body::incoming(req.into_body()));
+    let name = &rt.config.edge.name;
+    let fetched = fetch(&plan, &method, |origin| {
+        origin_request(
+            origin,
+            name,
+            method.clone(),
+            &keyed,
+            &viewer,
+            extra.clone(),
+            body.take(),
+        )
+    })
+    .await;
+    let err = |status, msg: &str| {
+        Answer::new(
+            respond::error(status, msg, name),
+            ResultType::Error,
+            Some(di),
+        )
+    };
+    match fetched.map(|f| f.result) {
+        None => err(
+            StatusCode::BAD_GATEWAY,
+            "No origin is configured for this path.",
+        ),
+        Some(Err(e)) => {
+            tracing::warn!(distribution = %d.id, error = %e, "origin request failed");
+            err(
+                e.status(),
+                "The origin could not be reached or sent a bad response.",
+            )
+        }
+        Some(Ok(resp)) => {
+            let (mut parts, body) = resp.into_parts();
+            httpcache::strip_hop_by_hop(&mut parts.headers);
+            decorate(&mut parts.headers, name, ResultType::Miss);
+            Answer::new(
+                Response::from_parts(parts, body),
+                ResultType::Miss,
+                Some(di),
+            )
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! `cairn serve`: opens the store, binds the listeners, runs the edge and the admin API,
+//! reloads on SIGHUP (configuration and access log files) and drains on SIGTERM/SIGINT
+//! before closing the store cleanly.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::access_log::AccessLogs;
+use crate::admin;
+use crate::config::{self, Config};
+use crate::edge::{self, Edge, Runtime};
+use crate::store::{Store, StoreConfig};
+
+/// Where the configuration comes from; only a file can be reloaded.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    /// Built from command-line flags (quick mode, demo).
+    Flags(Box<Config>),
+}
+
+impl Source {
+    pub fn load(&self) -> Result<Config, String> {
+        match self {
+            Source::File(p) => config::load_file(p).map_err(|e| e.to_string()),
+            Source::Flags(c) => Ok((**c).clone()),
+        }
+    }
+}
+
+/// The store configuration a cache section asks for.
+pub fn store_config(c: &Config) -> StoreConfig {
+    let mut s = StoreConfig::new(&c.cache.dir, c.cache.capacity);
+    s.segment_size = c.cache.segment_size;
+    s.stale_grace = c.cache.stale_grace;
+    s.max_object_size = c.cache.max_object_size;
+    s
+}
+
+/// Runs an edge until SIGTERM/SIGINT (or until `stop` fires, for embedding).
+pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let config = source.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scfg = store_config(&config);
+    let dir = config.cache.dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(scfg))
+        .await?
+        .with_context(|| format!("opening the cache in {}", dir.display()))?;
+    let report = store.open_report();
+    tracing::info!(dir = %config.cache.dir.display(), objects = store.stats().objects, report = ?report, "cache open");
+
+    let listener = TcpListener::bind(config.edge.listen)
+        .await
+        .with_context(|| format!("binding the viewer listener {}", config.edge.listen))?;
+    let admin_listener = TcpListener::bind(config.edge.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener {}", config.edge.admin_listen))?;
+    let listen = listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let logs = AccessLogs::new();
+    let runtime = Runtime::build(config, 1, &logs).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let edge = Edge::new(store.clone(), runtime, logs);
+
+    // One line on stdout that scripts and tests wait for.
+    println!("cairn: serving on http://{listen} (admin on http://{admin_addr})");
+    tracing::info!(%listen, admin = %admin_addr, "edge ready");
+
+    let (down_tx, down_rx) = watch::channel(false);
+    let signals = tokio::spawn(handle_signals(edge.clone(), source, down_tx));
+    let viewer_down = wait_true(down_rx.clone());
+    let admin_down = wait_true(down_rx.clone());
+    let viewer = tokio::spawn(edge::serve(edge.clone(), listener, async move {
+        tokio::select! {
+            _ = viewer_down => {}
+            _ = wait_true_ref(&mut stop) => {}
+        }
+    }));
+    let admin_edge = edge.clone();
+    let admin = tokio::spawn(admin::serve(admin_edge, admin_listener, admin_down));
+    let _ = viewer.await;
+    // The viewer side has drained: stop the admin side and the signal task too.
+    signals.abort();
+    let _ = admin.await.ok();
+
+    // Let fills that viewers left behind finish into the store, within the drain time.
+    let drain = edge.runtime().config.edge.drain_timeout;
+    let deadline = tokio::time::Instant::now() + drain;
+    while edge.fills_in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    edge.logs.shutdown();
+    let store = edge.store.clone();
+    drop(edge);
+    tokio::task::spawn_blocking(move || store.close())
+        .await?
+        .context("closing the cache")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_true(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn wait_true_ref(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|v| *v).await.is_err() {
+        // The sender is gone: nobody will ever ask to stop this way.
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn handle_signals(edge: Arc<Edge>, source: Source, down: watch::Sender<bool>) {
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&edge, &source),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("stopping: draining in-flight requests");
+    let _ = down.send(true);
+}
+
+/// SIGHUP: reopen access log files, and apply the configuration file again if it is
+/// valid (else keep the running one). Listeners and the cache directory stay as started.
+fn reload(edge: &Edge, source: &Source) {
+    edge.logs.reopen_all();
+    let current = edge.runtime();
+    let new = match source.load() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration reload refused; keeping the running configuration");
+            return;
+        }
+    };
+    let old = &current.config;
+    if new.edge.listen != old.edge.listen
+        || new.edge.admin_listen != old.edge.admin_listen
+        || new.cache != old.cache
+    {
+        tracing::warn!("listen addresses and [cache] settings take effect at the next restart");
+    }
+    match Runtime::build(new, current.version + 1, &edge.logs) {
+        Ok(rt) => {
+            let v = rt.version;
+            edge.apply(rt);
+            tracing::info!(version = v, "configuration reloaded");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "configuration reload refused; keeping the running configuration")
+        }
+    }
+}

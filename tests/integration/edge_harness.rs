@@ -1,0 +1,429 @@
+//! Harness for the edge tests: a scriptable origin server on 127.0.0.1 that records every
+//! request it receives, the real `cairn` binary started on port 0, and a plain HTTP/1.1
+//! viewer client. Every wait here is bounded.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Longest any single test wait may take.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A request as the origin saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query as sent.
+    pub target: String,
+    /// Header names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the origin does for one request.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Write(Vec<u8>),
+    Sleep(Duration),
+    /// Close the connection now.
+    Close,
+}
+
+pub type Handler = Arc<dyn Fn(&Seen) -> Vec<Step> + Send + Sync>;
+
+/// A scripted origin server.
+pub struct Origin {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Origin {
+    pub async fn start(handler: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handler: Handler = Arc::new(handler);
+        let s2 = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (h, s) = (handler.clone(), s2.clone());
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(60), serve_conn(stream, h, s))
+                        .await;
+                });
+            }
+        });
+        Origin { addr, seen, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Requests whose target starts with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.target.starts_with(prefix))
+            .count()
+    }
+}
+
+async fn serve_conn(mut stream: TcpStream, handler: Handler, seen: Arc<Mutex<Vec<Seen>>>) {
+    let mut buf = Vec::new();
+    loop {
+        // Read one request head (bounded).
+        let head_end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            if buf.len() > 256 * 1024 {
+                return;
+            }
+            let mut chunk = [0u8; 8192];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        buf.drain(..head_end);
+        let mut lines = head.split("\r\n");
+        let mut first = lines.next().unwrap_or("").split(' ');
+        let method = first.next().unwrap_or("").to_string();
+        let target = first.next().unwrap_or("").to_string();
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < len {
+            let mut chunk = [0u8; 8192];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body: Vec<u8> = buf.drain(..len).collect();
+        let req = Seen {
+            method,
+            target,
+            headers,
+            body,
+        };
+        seen.lock().unwrap().push(req.clone());
+        for step in handler(&req) {
+            match step {
+                Step::Write(b) => {
+                    if stream.write_all(&b).await.is_err() {
+                        return;
+                    }
+                }
+                Step::Sleep(d) => tokio::time::sleep(d).await,
+                Step::Close => return,
+            }
+        }
+    }
+}
+
+/// A complete response with Content-Length.
+pub fn response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Vec<Step> {
+    let mut out = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
+    for (n, v) in headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    vec![Step::Write(bytes)]
+}
+
+pub fn ok(body: &[u8], headers: &[(&str, &str)]) -> Vec<Step> {
+    response(200, headers, body)
+}
+
+/// Head of a response whose body the caller scripts (with `Content-Length: len`).
+pub fn head_with_length(len: usize, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n");
+    for (n, v) in headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// Deterministic test bytes.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// A running `cairn serve`.
+pub struct Edge {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub log_path: PathBuf,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn cairn_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cairn")
+}
+
+impl Edge {
+    /// `cairn serve --origin ORIGIN` on ephemeral ports with its cache in `dir/cache`.
+    pub fn quick(origin: &str, dir: &Path, extra: &[&str]) -> Edge {
+        let cache = dir.join("cache");
+        let mut args = vec![
+            "serve",
+            "--origin",
+            origin,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--capacity",
+            "256MiB",
+            "--cache-dir",
+        ];
+        let cache_s = cache.to_str().unwrap().to_string();
+        args.push(&cache_s);
+        args.extend_from_slice(extra);
+        Edge::spawn(&args, dir)
+    }
+
+    /// `cairn serve --config FILE`.
+    pub fn with_config(file: &Path, dir: &Path) -> Edge {
+        Edge::spawn(&["serve", "--config", file.to_str().unwrap()], dir)
+    }
+
+    /// Starts the binary and waits for its "serving on" line.
+    pub fn spawn(args: &[&str], dir: &Path) -> Edge {
+        let log_path = dir.join(format!("edge-{}.log", std::process::id()));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let mut child = Command::new(cairn_bin())
+            .args(args)
+            .env("RUST_LOG", "cairn=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let line = match rx.recv_timeout(WAIT) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "cairn did not start: {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+        };
+        // "cairn: serving on http://A (admin on http://B)"
+        let addrs: Vec<SocketAddr> = line
+            .split("http://")
+            .skip(1)
+            .filter_map(|s| s.split([' ', ')']).next())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        assert_eq!(addrs.len(), 2, "unexpected ready line: {line}");
+        Edge {
+            child,
+            addr: addrs[0],
+            admin: addrs[1],
+            log_path,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// A viewer's response: the body is `Err` when the connection ended before the body did.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Result<Bytes, String>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn x_cache(&self) -> &str {
+        self.header("x-cache").unwrap_or("")
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.body.as_ref().expect("complete body")
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(self.bytes()).to_string()
+    }
+}
+
+/// One request on a fresh connection.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    tokio::time::timeout(WAIT, async {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut b = Request::builder()
+            .method(method)
+            .uri(target)
+            .header("host", host);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        let req = b.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| e.to_string());
+        Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    })
+    .await
+    .expect("the edge answered within the test's time limit")
+}
+
+pub async fn get(addr: SocketAddr, host: &str, target: &str) -> Resp {
+    request(addr, "GET", host, target, &[], b"").await
+}
+
+pub async fn get_with(
+    addr: SocketAddr,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Resp {
+    request(addr, "GET", host, target, headers, b"").await
+}
+
+/// Writes a config file whose listeners use ephemeral ports and whose cache lives in
+/// `dir/cache`; `body` adds the distributions.
+pub fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("cairn.toml");
+    let text = format!(
+        "[edge]\nname = \"test-edge\"\ndomain = \"cdn.test\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = 5\n\n[cache]\ndir = \"cache\"\ncapacity = \"256MiB\"\nsegment_size = \"4MiB\"\n\n{body}"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Polls `f` (bounded) until it returns true.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
