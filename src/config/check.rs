@@ -356,18 +356,6 @@ pub(crate) fn path_pattern(s: &str) -> Result<(), String> {
     }
 }
 
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
-
 /// A custom origin header: a valid name that the edge does not manage itself (CloudFront's
 /// refused list), and a valid value.
 pub(crate) fn custom_header(name: &str, value: &str) -> Result<(), String> {
@@ -375,7 +363,7 @@ pub(crate) fn custom_header(name: &str, value: &str) -> Result<(), String> {
         return Err(format!("{name:?} is not a valid header name"));
     }
     let lower = name.to_ascii_lowercase();
-    if HOP_BY_HOP.contains(&lower.as_str()) {
+    if crate::httpcache::HOP_BY_HOP.contains(&lower.as_str()) {
         return Err(format!(
             "{name:?} is a hop-by-hop header and cannot be set on origin requests"
         ));
@@ -408,7 +396,7 @@ pub(crate) fn key_header(name: &str) -> Result<String, String> {
         return Err(format!("{name:?} is not a valid header name"));
     }
     let lower = name.to_ascii_lowercase();
-    if HOP_BY_HOP.contains(&lower.as_str()) || lower == "content-length" {
+    if crate::httpcache::HOP_BY_HOP.contains(&lower.as_str()) || lower == "content-length" {
         return Err(format!(
             "{name:?} cannot be part of the cache key (it describes the connection or the body)"
         ));

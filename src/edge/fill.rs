@@ -15,7 +15,7 @@ use crate::cache_key::KeyedRequest;
 use crate::collapse::{End, Fill};
 use crate::config::{Behavior, Distribution, ListPolicy};
 use crate::edge::forward::{origin_request, Viewer};
-use crate::edge::meta::{to_ms, StoredResponse};
+use crate::edge::meta::StoredResponse;
 use crate::edge::{Edge, Runtime};
 use crate::httpcache::{self, TtlSettings};
 use crate::origin::{fetch, FetchPlan};
@@ -207,18 +207,15 @@ async fn run(
 
     let mut writer = None;
     if shareable {
-        let meta = StoredResponse {
-            status: parts.status.as_u16(),
-            headers: StoredResponse::headers_from(&stored_headers(&headers)),
-            request_time_ms: to_ms(request_time),
-            response_time_ms: to_ms(response_time),
-            initial_age_s: age.as_secs(),
-            ttl_s: decision.ttl.as_secs(),
-            revalidate_each_use: decision.revalidate_each_use,
-            ttl_rule: decision.rule.as_str().to_string(),
-            ttl_clamp: decision.clamp.as_str().to_string(),
-        };
-        let expires_at = response_time + decision.ttl.saturating_sub(age);
+        let meta = StoredResponse::new(
+            parts.status,
+            &stored_headers(&headers),
+            request_time,
+            response_time,
+            age,
+            &decision,
+        );
+        let expires_at = meta.expires_at();
         match edge.store.begin(ObjectSpec {
             key: req.keyed.key.clone(),
             distribution: d.id.clone(),
@@ -352,18 +349,15 @@ fn refresh(
     merged.remove(http::header::AGE);
     let decision = httpcache::cloudfront_ttl(&merged, stored.status(), settings, response_time);
     let age = httpcache::initial_age(fresh, request_time, response_time);
-    let meta = StoredResponse {
-        status: stored.status,
-        headers: StoredResponse::headers_from(&merged),
-        request_time_ms: to_ms(request_time),
-        response_time_ms: to_ms(response_time),
-        initial_age_s: age.as_secs(),
-        ttl_s: decision.ttl.as_secs(),
-        revalidate_each_use: decision.revalidate_each_use,
-        ttl_rule: decision.rule.as_str().to_string(),
-        ttl_clamp: decision.clamp.as_str().to_string(),
-    };
-    let expires_at = response_time + decision.ttl.saturating_sub(age);
+    let meta = StoredResponse::new(
+        stored.status(),
+        &merged,
+        request_time,
+        response_time,
+        age,
+        &decision,
+    );
+    let expires_at = meta.expires_at();
     let result = if decision.store {
         edge.store
             .update_meta(key, meta.encode(), response_time, expires_at)

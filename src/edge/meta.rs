@@ -62,6 +62,36 @@ pub fn from_ms(ms: u64) -> SystemTime {
 }
 
 impl StoredResponse {
+    /// The metadata of a response received at `response_time` for a request sent at
+    /// `request_time`, with its corrected initial age and the TTL decision that applies.
+    pub fn new(
+        status: StatusCode,
+        headers: &HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        initial_age: Duration,
+        decision: &crate::httpcache::TtlDecision,
+    ) -> Self {
+        Self {
+            status: status.as_u16(),
+            headers: Self::headers_from(headers),
+            request_time_ms: to_ms(request_time),
+            response_time_ms: to_ms(response_time),
+            initial_age_s: initial_age.as_secs(),
+            ttl_s: decision.ttl.as_secs(),
+            revalidate_each_use: decision.revalidate_each_use,
+            ttl_rule: decision.rule.as_str().to_string(),
+            ttl_clamp: decision.clamp.as_str().to_string(),
+        }
+    }
+
+    /// When this response stops being fresh.
+    pub fn expires_at(&self) -> SystemTime {
+        self.response_time()
+            + Duration::from_secs(self.ttl_s)
+                .saturating_sub(Duration::from_secs(self.initial_age_s))
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![META_VERSION];
         // Encoding into a Vec only fails past the size limit, which headers bounded by

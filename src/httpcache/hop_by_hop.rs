@@ -8,7 +8,7 @@ use http::HeaderMap;
 /// lists (Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade), plus Trailer
 /// (RFC 9110 §6.6.2) and Proxy-Authenticate / Proxy-Authorization (RFC 9110 §11.7), which
 /// concern only the next hop. Lower case, as `HeaderName::as_str` returns names.
-const HOP_BY_HOP: [&str; 9] = [
+pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",

@@ -16,7 +16,7 @@ pub use cache_control::{
     parse_delta_seconds, CacheControl, Delta, FieldDirective, DELTA_SECONDS_MAX,
 };
 pub use date::{format_http_date, parse_http_date};
-pub use hop_by_hop::{is_hop_by_hop, strip_hop_by_hop};
+pub use hop_by_hop::{is_hop_by_hop, strip_hop_by_hop, HOP_BY_HOP};
 pub use ttl::{
     cacheable_status, cloudfront_ttl, cloudfront_ttl_with, Clamp, NotStoredReason, TtlDecision,
     TtlRule, TtlSettings,
