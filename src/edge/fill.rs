@@ -154,11 +154,17 @@ async fn run(
     };
 
     if let (Some((_, stored)), StatusCode::NOT_MODIFIED) = (&req.stored, parts.status) {
+        let mut update = parts.headers.clone();
+        if b.cache_key.cookies == ListPolicy::None {
+            // The refreshed object is served to every viewer: one viewer's Set-Cookie
+            // must not become part of it (a 200 with Set-Cookie is not stored either).
+            update.remove(SET_COOKIE);
+        }
         refresh(
             edge,
             &req.keyed.key,
             stored,
-            &parts.headers,
+            &update,
             &settings,
             request_time,
             response_time,

@@ -97,12 +97,16 @@ fn facts(req: &Request<Incoming>) -> RequestFacts {
     }
 }
 
+/// The target host: the request-target's authority when it has one (absolute-form, or
+/// HTTP/2's :authority), else the Host header (RFC 9112 §3.2.2). The cache key takes the
+/// same one, so routing and keying never disagree.
 fn host_of(req: &Request<Incoming>) -> Option<String> {
-    req.headers()
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+    req.uri().authority().map(|a| a.to_string()).or_else(|| {
+        req.headers()
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    })
 }
 
 /// Answers one viewer request.

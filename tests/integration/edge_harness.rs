@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Longest any single test wait may take.
@@ -55,6 +55,8 @@ pub type Handler = Arc<dyn Fn(&Seen) -> Vec<Step> + Send + Sync>;
 /// A scripted origin server.
 pub struct Origin {
     pub addr: SocketAddr,
+    /// Serves https (see [`Origin::start_tls`]).
+    tls: bool,
     seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -67,6 +69,22 @@ impl Drop for Origin {
 
 impl Origin {
     pub async fn start(handler: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static) -> Origin {
+        Origin::start_with(None, handler).await
+    }
+
+    /// The same scripted origin behind TLS with the given server configuration.
+    pub async fn start_tls(
+        tls: Arc<rustls::ServerConfig>,
+        handler: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static,
+    ) -> Origin {
+        Origin::start_with(Some(tokio_rustls::TlsAcceptor::from(tls)), handler).await
+    }
+
+    async fn start_with(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        handler: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static,
+    ) -> Origin {
+        let is_tls = tls.is_some();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -78,17 +96,35 @@ impl Origin {
                     continue;
                 };
                 let (h, s) = (handler.clone(), s2.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(60), serve_conn(stream, h, s))
-                        .await;
+                    let _ = tokio::time::timeout(Duration::from_secs(60), async move {
+                        match tls {
+                            None => serve_conn(stream, h, s).await,
+                            Some(acceptor) => {
+                                // A failed handshake (an edge that refuses the
+                                // certificate) just ends the connection.
+                                if let Ok(stream) = acceptor.accept(stream).await {
+                                    serve_conn(stream, h, s).await
+                                }
+                            }
+                        }
+                    })
+                    .await;
                 });
             }
         });
-        Origin { addr, seen, task }
+        Origin {
+            addr,
+            tls: is_tls,
+            seen,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn requests(&self) -> Vec<Seen> {
@@ -106,7 +142,11 @@ impl Origin {
     }
 }
 
-async fn serve_conn(mut stream: TcpStream, handler: Handler, seen: Arc<Mutex<Vec<Seen>>>) {
+async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    handler: Handler,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) {
     let mut buf = Vec::new();
     loop {
         // Read one request head (bounded).
@@ -157,7 +197,7 @@ async fn serve_conn(mut stream: TcpStream, handler: Handler, seen: Arc<Mutex<Vec
         for step in handler(&req) {
             match step {
                 Step::Write(b) => {
-                    if stream.write_all(&b).await.is_err() {
+                    if stream.write_all(&b).await.is_err() || stream.flush().await.is_err() {
                         return;
                     }
                 }
@@ -178,6 +218,16 @@ pub fn response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Vec<Step>
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(body);
     vec![Step::Write(bytes)]
+}
+
+/// A 304 with the given headers (no body, no Content-Length).
+pub fn not_modified(headers: &[(&str, &str)]) -> Vec<Step> {
+    let mut out = "HTTP/1.1 304 Not Modified\r\n".to_string();
+    for (n, v) in headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    vec![Step::Write(out.into_bytes())]
 }
 
 pub fn ok(body: &[u8], headers: &[(&str, &str)]) -> Vec<Step> {

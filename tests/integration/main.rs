@@ -3,6 +3,7 @@
 mod common;
 mod edge_basic;
 mod edge_harness;
+mod edge_policy;
 mod fuzz_corpus;
 mod store_basic;
 mod store_capacity;
