@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::access_log::AccessLogs;
@@ -67,19 +67,34 @@ pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> anyhow::Res
     let runtime = Runtime::build(config, 1, &logs).map_err(|e| anyhow::anyhow!("{e}"))?;
     let edge = Edge::new(store.clone(), runtime, logs);
 
+    // Before the ready line: once it is out, a script may signal at once, and without
+    // handlers SIGHUP's and SIGTERM's default action would kill the process.
+    let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+
     // One line on stdout that scripts and tests wait for.
     println!("cairn: serving on http://{listen} (admin on http://{admin_addr})");
     tracing::info!(%listen, admin = %admin_addr, "edge ready");
 
     let (down_tx, down_rx) = watch::channel(false);
-    let signals = tokio::spawn(handle_signals(edge.clone(), source, down_tx));
+    let signals = tokio::spawn(handle_signals(
+        edge.clone(),
+        source,
+        down_tx,
+        [hup, term, int],
+    ));
     let viewer_down = wait_true(down_rx.clone());
     let admin_down = wait_true(down_rx.clone());
+    // When the drain began: the drain timeout bounds the whole stop, not each step of it.
+    let drain_started = Arc::new(std::sync::OnceLock::new());
+    let started = drain_started.clone();
     let viewer = tokio::spawn(edge::serve(edge.clone(), listener, async move {
         tokio::select! {
             _ = viewer_down => {}
             _ = wait_true_ref(&mut stop) => {}
         }
+        let _ = started.set(tokio::time::Instant::now());
     }));
     let admin_edge = edge.clone();
     let admin = tokio::spawn(admin::serve(admin_edge, admin_listener, admin_down));
@@ -90,7 +105,11 @@ pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> anyhow::Res
 
     // Let fills that viewers left behind finish into the store, within the drain time.
     let drain = edge.runtime().config.edge.drain_timeout;
-    let deadline = tokio::time::Instant::now() + drain;
+    let deadline = drain_started
+        .get()
+        .copied()
+        .unwrap_or_else(tokio::time::Instant::now)
+        + drain;
     while edge.fills_in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -115,15 +134,13 @@ async fn wait_true_ref(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-async fn handle_signals(edge: Arc<Edge>, source: Source, down: watch::Sender<bool>) {
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+/// `hup`, `term`, `int`: the handlers, installed before the edge announced itself.
+async fn handle_signals(
+    edge: Arc<Edge>,
+    source: Source,
+    down: watch::Sender<bool>,
+    [mut hup, mut term, mut int]: [Signal; 3],
+) {
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&edge, &source),

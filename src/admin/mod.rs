@@ -20,10 +20,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let cfg = edge.runtime().config.edge.clone();
+    let e2 = edge.clone();
     accept_loop(
         listener,
         shutdown,
-        cfg.drain_timeout,
+        move || e2.runtime().config.edge.drain_timeout,
         cfg.header_read_timeout,
         "admin",
         move |req, _peer| {

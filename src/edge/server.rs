@@ -21,12 +21,14 @@ use crate::edge::{pipeline, Edge};
 
 /// Serves viewers on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(edge: Arc<Edge>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let cfg = edge.runtime().config.edge.clone();
+    let header_read_timeout = edge.runtime().config.edge.header_read_timeout;
+    let e2 = edge.clone();
     accept_loop(
         listener,
         shutdown,
-        cfg.drain_timeout,
-        cfg.header_read_timeout,
+        // Read when the stop begins, so a reloaded drain_timeout applies.
+        move || e2.runtime().config.edge.drain_timeout,
+        header_read_timeout,
         "viewer",
         move |req, peer| pipeline::handle(edge.clone(), req, peer),
     )
@@ -38,7 +40,7 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener, shutdown: impl Future
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
+    drain: impl FnOnce() -> Duration,
     header_read_timeout: Duration,
     what: &'static str,
     handler: F,
@@ -84,6 +86,7 @@ pub async fn accept_loop<F, Fut>(
         }
     }
     drop(listener);
+    let drain = drain();
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()

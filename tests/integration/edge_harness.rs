@@ -477,3 +477,102 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// One viewer connection kept open across requests (HTTP/1.1 keep-alive): a request fails
+/// instead of reconnecting, so a success proves the connection survived.
+pub struct KeepAlive {
+    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    conn: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
+}
+
+impl KeepAlive {
+    pub async fn connect(addr: SocketAddr) -> KeepAlive {
+        tokio::time::timeout(WAIT, async {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            let conn = tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            KeepAlive { send, conn }
+        })
+        .await
+        .expect("connected within the test's time limit")
+    }
+
+    /// A GET on this connection; `Err` when the connection is gone.
+    pub async fn get(&mut self, host: &str, target: &str) -> Result<Resp, String> {
+        tokio::time::timeout(WAIT, async {
+            self.send.ready().await.map_err(|e| e.to_string())?;
+            let req = Request::builder()
+                .method("GET")
+                .uri(target)
+                .header("host", host)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = self
+                .send
+                .send_request(req)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .map_err(|e| e.to_string());
+            Ok(Resp {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        })
+        .await
+        .expect("the edge answered within the test's time limit")
+    }
+}
+
+/// `cairn ARGS…` to completion (bounded): exit code, stdout, stderr.
+pub fn run_cairn(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(cairn_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > WAIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cairn {args:?} did not finish within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code(), out, err)
+}

@@ -2,6 +2,7 @@
 
 mod common;
 mod edge_basic;
+mod edge_config;
 mod edge_harness;
 mod edge_policy;
 mod fuzz_corpus;
