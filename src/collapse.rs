@@ -1,19 +1,27 @@
 //! Request collapsing: one origin fetch per cache key at a time. The first viewer's
 //! request starts a fill that runs in its own task; every viewer (the first included)
-//! follows the fill: it waits for the response head, then reads the body chunks as they
-//! arrive. A viewer hanging up never cancels the fill for the others, and a fill that
-//! fails ends every follower's body with an error, so no follower ever receives a
-//! truncated body presented as complete.
+//! follows the fill through a [`Reader`]: it waits for the response head, then reads the
+//! body chunks as they arrive. A viewer hanging up never cancels the fill for the others,
+//! and a fill that fails ends every follower's body with an error, so no follower ever
+//! receives a truncated body presented as complete.
+//!
+//! Memory stays bounded whatever the body size: chunks every reader has passed are
+//! dropped, and the fetcher waits (backpressure) while more than [`WINDOW`] bytes are
+//! buffered for a reader. Once chunks have been dropped, the fill can no longer take new
+//! followers (they would miss the start); a later viewer starts its own fetch.
 //!
 //! States of a fill: waiting for the head → streaming (head set, chunks growing) → ended
-//! (complete or failed). The fill is removed from the table when it ends; a request that
-//! arrives after that finds the object in the store.
+//! (complete or failed). The fill leaves the table when it ends; a request that arrives
+//! after that finds the object in the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+
+/// Bytes a fill may buffer ahead of its slowest reader before the fetcher waits.
+pub const WINDOW: usize = 8 << 20;
 
 /// How a fill ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +33,33 @@ pub enum End {
 #[derive(Debug)]
 struct State<H> {
     head: Option<Arc<H>>,
-    chunks: Vec<Bytes>,
+    /// Chunks from index `base` on.
+    chunks: VecDeque<Bytes>,
+    base: usize,
+    buffered: usize,
     end: Option<End>,
+    /// Next chunk index of each live reader.
+    cursors: HashMap<u64, usize>,
+    next_cursor: u64,
+}
+
+impl<H> State<H> {
+    /// Drops the chunks every reader has passed.
+    fn trim(&mut self) {
+        let low = self.cursors.values().copied().min().unwrap_or(usize::MAX);
+        while self.base < low {
+            let Some(c) = self.chunks.pop_front() else {
+                break;
+            };
+            self.buffered -= c.len();
+            self.base += 1;
+        }
+    }
+
+    /// New readers can still see the whole body.
+    fn joinable(&self) -> bool {
+        self.base == 0 && self.end.is_none()
+    }
 }
 
 /// One in-flight fetch. `H` is what the fetcher publishes before the body (the response
@@ -49,17 +82,42 @@ impl<H> Fill<H> {
         Self {
             state: Mutex::new(State {
                 head: None,
-                chunks: Vec::new(),
+                chunks: VecDeque::new(),
+                base: 0,
+                buffered: 0,
                 end: None,
+                cursors: HashMap::new(),
+                next_cursor: 0,
             }),
             changed: Notify::new(),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<H>> {
-        // A panic elsewhere while holding this lock leaves consistent data (every update
-        // is a single push or assignment), so a poisoned lock is still usable.
+        // Every update is a few assignments that leave consistent data, so a lock
+        // poisoned by a panic elsewhere is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A reader from the first chunk, or None if chunks were already dropped.
+    pub fn reader(self: &Arc<Self>) -> Option<Reader<H>> {
+        let mut s = self.lock();
+        if s.base != 0 {
+            return None;
+        }
+        let id = s.next_cursor;
+        s.next_cursor += 1;
+        s.cursors.insert(id, 0);
+        Some(Reader {
+            fill: self.clone(),
+            id,
+            next: 0,
+        })
+    }
+
+    /// Live readers.
+    pub fn readers(&self) -> usize {
+        self.lock().cursors.len()
     }
 
     /// Publishes the head. Followers waiting in [`Fill::head`] wake up.
@@ -68,13 +126,32 @@ impl<H> Fill<H> {
         self.changed.notify_waiters();
     }
 
-    /// Appends a body chunk.
-    pub fn push(&self, chunk: Bytes) {
-        self.lock().chunks.push(chunk);
+    /// Appends a body chunk, first waiting while the slowest reader is more than
+    /// [`WINDOW`] bytes behind.
+    pub async fn push(&self, chunk: Bytes) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut s = self.lock();
+                s.trim();
+                if s.buffered < WINDOW || s.cursors.is_empty() {
+                    s.buffered += chunk.len();
+                    s.chunks.push_back(chunk);
+                    if s.cursors.is_empty() {
+                        // Nobody reads: keep nothing (late viewers fetch for themselves).
+                        s.trim();
+                    }
+                    break;
+                }
+            }
+            notified.await;
+        }
         self.changed.notify_waiters();
     }
 
-    /// Ends the fill. A fill that ends without a head fails its followers' waits too.
+    /// Ends the fill.
     pub fn end(&self, end: End) {
         {
             let mut s = self.lock();
@@ -106,18 +183,43 @@ impl<H> Fill<H> {
             notified.await;
         }
     }
+}
 
-    /// Waits for chunk number `i`: `Ok(Some)` when it exists, `Ok(None)` at a complete
-    /// end, `Err` when the fill failed before delivering it.
-    pub async fn chunk(&self, i: usize) -> Result<Option<Bytes>, FillAborted> {
+/// One viewer's position in a fill's body. Dropping it releases the chunks it held.
+#[derive(Debug)]
+pub struct Reader<H> {
+    fill: Arc<Fill<H>>,
+    id: u64,
+    next: usize,
+}
+
+impl<H> Reader<H> {
+    pub fn fill(&self) -> &Arc<Fill<H>> {
+        &self.fill
+    }
+
+    /// The next chunk: `Ok(Some)`, `Ok(None)` at a complete end, `Err` when the fill
+    /// failed before delivering it.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, FillAborted> {
         loop {
-            let notified = self.changed.notified();
+            let notified = self.fill.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let s = self.lock();
-                if let Some(c) = s.chunks.get(i) {
-                    return Ok(Some(c.clone()));
+                let mut s = self.fill.lock();
+                let chunk = self
+                    .next
+                    .checked_sub(s.base)
+                    .and_then(|i| s.chunks.get(i))
+                    .cloned();
+                if let Some(c) = chunk {
+                    self.next += 1;
+                    s.cursors.insert(self.id, self.next);
+                    s.trim();
+                    drop(s);
+                    // The fetcher may be waiting for room.
+                    self.fill.changed.notify_waiters();
+                    return Ok(Some(c));
                 }
                 match &s.end {
                     Some(End::Complete) => return Ok(None),
@@ -128,9 +230,16 @@ impl<H> Fill<H> {
             notified.await;
         }
     }
+}
 
-    pub fn is_ended(&self) -> bool {
-        self.lock().end.is_some()
+impl<H> Drop for Reader<H> {
+    fn drop(&mut self) {
+        {
+            let mut s = self.fill.lock();
+            s.cursors.remove(&self.id);
+            s.trim();
+        }
+        self.fill.changed.notify_waiters();
     }
 }
 
@@ -148,12 +257,13 @@ impl<H> Default for Collapser<H> {
     }
 }
 
-/// The caller's role in a fill.
+/// The caller's role in a fill, with its reader.
 pub enum Joined<H> {
-    /// No fill was running: the caller must start one (and call [`Collapser::finish`]).
-    Leader(Arc<Fill<H>>),
+    /// No joinable fill was running: the caller must start this one (and call
+    /// [`Collapser::finish`] when it ends).
+    Leader(Reader<H>),
     /// A fill was running: follow it.
-    Follower(Arc<Fill<H>>),
+    Follower(Reader<H>),
 }
 
 impl<H> Collapser<H> {
@@ -161,17 +271,22 @@ impl<H> Collapser<H> {
         self.inflight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Joins the fill for `key`, creating it if none is running.
+    /// Joins the fill for `key`, creating it if none is running (or if the running one
+    /// can no longer show a newcomer the whole body).
     pub fn join(&self, key: &[u8]) -> Joined<H> {
         let mut t = self.table();
         if let Some(f) = t.get(key) {
-            if !f.is_ended() {
-                return Joined::Follower(f.clone());
+            let joinable = f.lock().joinable();
+            if joinable {
+                if let Some(r) = f.reader() {
+                    return Joined::Follower(r);
+                }
             }
         }
         let f = Arc::new(Fill::new());
-        t.insert(key.to_vec(), f.clone());
-        Joined::Leader(f)
+        let r = f.reader().expect("a new fill has dropped nothing");
+        t.insert(key.to_vec(), f);
+        Joined::Leader(r)
     }
 
     /// Removes `fill` from the table (only if it is still the one registered for `key`).
@@ -192,30 +307,35 @@ impl<H> Collapser<H> {
 mod tests {
     use super::*;
 
+    fn leader(c: &Collapser<u16>, key: &[u8]) -> Reader<u16> {
+        match c.join(key) {
+            Joined::Leader(r) => r,
+            Joined::Follower(_) => panic!("expected to lead"),
+        }
+    }
+
     #[tokio::test]
     async fn followers_see_every_chunk_then_the_end() {
         let c: Collapser<u16> = Collapser::default();
-        let Joined::Leader(fill) = c.join(b"k") else {
-            panic!("first join leads")
-        };
-        let Joined::Follower(f2) = c.join(b"k") else {
+        let lead = leader(&c, b"k");
+        let fill = lead.fill().clone();
+        let Joined::Follower(mut f2) = c.join(b"k") else {
             panic!("second join follows")
         };
+        drop(lead);
         let reader = tokio::spawn(async move {
-            let head = *f2.head().await.unwrap();
+            let head = *f2.fill().head().await.unwrap();
             let mut body = Vec::new();
-            let mut i = 0;
-            while let Some(chunk) = f2.chunk(i).await.unwrap() {
+            while let Some(chunk) = f2.next().await.unwrap() {
                 body.extend_from_slice(&chunk);
-                i += 1;
             }
             (head, body)
         });
         tokio::task::yield_now().await;
         fill.set_head(200);
-        fill.push(Bytes::from_static(b"ab"));
+        fill.push(Bytes::from_static(b"ab")).await;
         tokio::task::yield_now().await;
-        fill.push(Bytes::from_static(b"cd"));
+        fill.push(Bytes::from_static(b"cd")).await;
         fill.end(End::Complete);
         c.finish(b"k", &fill);
         assert_eq!(reader.await.unwrap(), (200, b"abcd".to_vec()));
@@ -226,19 +346,59 @@ mod tests {
     #[tokio::test]
     async fn a_failed_fill_fails_followers() {
         let c: Collapser<u16> = Collapser::default();
-        let Joined::Leader(fill) = c.join(b"k") else {
-            panic!()
-        };
+        let mut r = leader(&c, b"k");
+        let fill = r.fill().clone();
         fill.set_head(200);
-        fill.push(Bytes::from_static(b"ab"));
+        fill.push(Bytes::from_static(b"ab")).await;
         fill.end(End::Failed("reset".into()));
-        assert!(fill.chunk(0).await.unwrap().is_some());
-        assert!(fill.chunk(1).await.is_err());
+        assert!(r.next().await.unwrap().is_some());
+        assert!(r.next().await.is_err());
         let c2: Collapser<u16> = Collapser::default();
-        let Joined::Leader(f) = c2.join(b"x") else {
-            panic!()
-        };
-        f.end(End::Failed("refused".into()));
-        assert!(f.head().await.is_err());
+        let r2 = leader(&c2, b"x");
+        r2.fill().end(End::Failed("refused".into()));
+        assert!(r2.fill().head().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn memory_stays_within_the_window_and_late_viewers_lead_their_own_fill() {
+        let c: Collapser<u16> = Collapser::default();
+        let mut r = leader(&c, b"k");
+        let fill = r.fill().clone();
+        fill.set_head(200);
+        let chunk = Bytes::from(vec![7u8; 1 << 20]);
+        // The fetcher runs ahead until the window is full, then waits for the reader.
+        let f2 = fill.clone();
+        let pusher = tokio::spawn(async move {
+            for _ in 0..64 {
+                f2.push(chunk.clone()).await;
+            }
+            f2.end(End::Complete);
+        });
+        let mut total = 0;
+        let mut most = 0;
+        while let Some(b) = r.next().await.unwrap() {
+            total += b.len();
+            most = most.max(fill.lock().buffered);
+            if total == 4 << 20 {
+                // Chunks were dropped: a newcomer cannot join this fill any more.
+                assert!(matches!(c.join(b"k"), Joined::Leader(_)));
+            }
+        }
+        pusher.await.unwrap();
+        assert_eq!(total, 64 << 20);
+        assert!(most <= WINDOW + (1 << 20), "buffered {most}");
+    }
+
+    #[tokio::test]
+    async fn without_readers_nothing_is_kept_and_the_fetcher_never_waits() {
+        let c: Collapser<u16> = Collapser::default();
+        let r = leader(&c, b"k");
+        let fill = r.fill().clone();
+        drop(r);
+        for _ in 0..32 {
+            fill.push(Bytes::from(vec![0u8; 1 << 20])).await;
+        }
+        assert_eq!(fill.lock().buffered, 0);
+        assert_eq!(fill.readers(), 0);
     }
 }

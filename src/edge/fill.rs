@@ -252,7 +252,7 @@ async fn run(
     let mut held: Option<bytes::Bytes> = None;
     let mut received = 0u64;
     loop {
-        if writer.is_none() && Arc::strong_count(fill) == 1 {
+        if writer.is_none() && fill.readers() == 0 {
             // Nobody is reading and nothing is being stored.
             fill.end(End::Failed("no viewer left".into()));
             return;
@@ -278,12 +278,12 @@ async fn run(
                         None => true,
                     };
                     if let Some(prev) = held.take() {
-                        fill.push(prev);
+                        fill.push(prev).await;
                     }
                     if may_be_last && writer.is_some() {
                         held = Some(data);
                     } else {
-                        fill.push(data);
+                        fill.push(data).await;
                     }
                 }
             }
@@ -295,7 +295,7 @@ async fn run(
         }
     }
     if let Some(last) = held {
-        fill.push(last);
+        fill.push(last).await;
     }
     fill.end(End::Complete);
 }

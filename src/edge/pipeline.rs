@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use crate::access_log::{new_request_id, LogEntry};
 use crate::body::{self, BoxBody, BoxError};
 use crate::cache_key::{cache_key, normalize_path, KeyError, KeyInput};
-use crate::collapse::{Fill, Joined};
+use crate::collapse::{Fill, Joined, Reader};
 use crate::edge::fill::{self, FillHead, FillRequest};
 use crate::edge::forward::{origin_request, Viewer};
 use crate::edge::meta::StoredResponse;
@@ -315,15 +315,15 @@ async fn answer(
         viewer,
         stored,
     };
-    let (mut fill, mut leader) = match edge.fills.join(&key) {
-        Joined::Leader(f) => {
-            fill::spawn(edge.clone(), rt.clone(), req, f.clone(), true);
-            (f, true)
+    let (mut reader, mut leader) = match edge.fills.join(&key) {
+        Joined::Leader(r) => {
+            fill::spawn(edge.clone(), rt.clone(), req, r.fill().clone(), true);
+            (r, true)
         }
-        Joined::Follower(f) => (f, false),
+        Joined::Follower(r) => (r, false),
     };
     let head = loop {
-        let head = match fill.head().await {
+        let head = match reader.fill().head().await {
             Ok(h) => h,
             Err(e) => {
                 return err(
@@ -341,6 +341,9 @@ async fn answer(
             ) if !leader => {
                 // Not ours to see (Set-Cookie, private, …): fetch for this viewer alone.
                 let own = Arc::new(Fill::new());
+                let Some(r) = own.reader() else {
+                    return err(StatusCode::BAD_GATEWAY, "The origin fetch failed.");
+                };
                 let req = FillRequest {
                     dist: di,
                     behavior: bi,
@@ -348,8 +351,8 @@ async fn answer(
                     viewer,
                     stored: None,
                 };
-                fill::spawn(edge.clone(), rt.clone(), req, own.clone(), false);
-                fill = own;
+                fill::spawn(edge.clone(), rt.clone(), req, own, false);
+                reader = r;
                 leader = true;
             }
             _ => break head,
@@ -403,7 +406,7 @@ async fn answer(
             let body = if head_only {
                 body::empty()
             } else {
-                follow_body(fill)
+                follow_body(reader)
             };
             let mut resp = Response::new(body);
             *resp.status_mut() = *status;
@@ -453,15 +456,13 @@ fn store_body(hit: Hit) -> BoxBody {
 }
 
 /// The body of a fill, as its chunks arrive.
-fn follow_body(fill: Arc<Fill<FillHead>>) -> BoxBody {
-    let s = stream::unfold((fill, 0usize, false), |(fill, i, done)| async move {
-        if done {
-            return None;
-        }
-        match fill.chunk(i).await {
-            Ok(Some(b)) => Some((Ok(Frame::data(b)), (fill, i + 1, false))),
+fn follow_body(reader: Reader<FillHead>) -> BoxBody {
+    let s = stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        match reader.next().await {
+            Ok(Some(b)) => Some((Ok(Frame::data(b)), Some(reader))),
             Ok(None) => None,
-            Err(e) => Some((Err(Box::new(e) as BoxError), (fill, i, true))),
+            Err(e) => Some((Err(Box::new(e) as BoxError), None)),
         }
     });
     StreamBody::new(s).boxed_unsync()

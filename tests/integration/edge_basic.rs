@@ -223,3 +223,57 @@ async fn after_kill_9_a_cached_object_is_a_hit_without_the_origin() {
     assert_eq!(r.text(), "durable");
     assert_eq!(origin.count("/d"), 1);
 }
+
+/// Resident memory of a process, from /proc (KiB).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_viewer_of_a_huge_response_does_not_make_the_edge_buffer_it() {
+    // 256 MiB from a fast origin, larger than the largest stored object (the harness's
+    // 256 MiB cache stores at most 64 MiB), to a viewer that stops reading for a while.
+    const MIB: usize = 1 << 20;
+    let origin = Origin::start(|_| {
+        let mut steps = vec![Step::Write(head_with_length(256 * MIB, &[("cache-control", "max-age=600")]))];
+        let piece = pattern(MIB, 3);
+        for _ in 0..256 {
+            steps.push(Step::Write(piece.clone()));
+        }
+        steps
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let edge = Edge::quick(&origin.url(), dir.path(), &[]);
+    let before = rss_kib(edge.pid());
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    s.write_all(b"GET /huge HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
+    assert!(n > 0);
+    // Stop reading: without backpressure the edge would pull all 256 MiB in meanwhile.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = rss_kib(edge.pid());
+    assert!(
+        during < before + 96 * 1024,
+        "the edge grew from {before} KiB to {during} KiB while the viewer paused"
+    );
+    // Then the whole body still arrives.
+    let mut total = n;
+    let deadline = std::time::Instant::now() + WAIT;
+    while total < 256 * MIB && std::time::Instant::now() < deadline {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert!(total > 256 * MIB, "got {total} bytes (head + body expected)");
+}

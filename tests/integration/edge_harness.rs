@@ -346,6 +346,10 @@ impl Edge {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
