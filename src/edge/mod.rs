@@ -35,6 +35,16 @@ pub enum ResultType {
 }
 
 impl ResultType {
+    /// A response fetched from the origin: Miss, or Error when the origin answered 4xx or
+    /// 5xx (CloudFront's `X-Cache: Error from cloudfront`).
+    pub fn from_origin_status(status: http::StatusCode) -> Self {
+        if status.is_client_error() || status.is_server_error() {
+            ResultType::Error
+        } else {
+            ResultType::Miss
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ResultType::Hit => "Hit",

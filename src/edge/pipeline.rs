@@ -69,6 +69,13 @@ fn header_str(h: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<St
         .map(str::to_string)
 }
 
+/// A header's value for the log, non-ASCII bytes included (`to_str` refuses them, which
+/// would log a non-ASCII User-Agent as `-`); the log percent-encodes them anyway.
+fn header_text(h: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<String> {
+    h.get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
 fn facts(req: &Request<Incoming>) -> RequestFacts {
     let h = req.headers();
     let header_bytes: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
@@ -80,9 +87,9 @@ fn facts(req: &Request<Incoming>) -> RequestFacts {
         path: req.uri().path().to_string(),
         query: req.uri().query().map(str::to_string),
         host_header: host_of(req).unwrap_or_default(),
-        referer: header_str(h, http::header::REFERER),
-        user_agent: header_str(h, http::header::USER_AGENT),
-        forwarded_for: header_str(h, "x-forwarded-for"),
+        referer: header_text(h, http::header::REFERER),
+        user_agent: header_text(h, http::header::USER_AGENT),
+        forwarded_for: header_text(h, "x-forwarded-for"),
         version: match req.version() {
             http::Version::HTTP_10 => "HTTP/1.0",
             http::Version::HTTP_2 => "HTTP/2.0",
@@ -118,7 +125,16 @@ pub async fn handle(
     let started = Instant::now();
     let rt = edge.runtime();
     let facts = facts(&req);
+    let mut early = EarlyHangUp {
+        rt: &rt,
+        facts: &facts,
+        peer,
+        started,
+        armed: true,
+    };
     let answer = answer(&edge, &rt, req, peer).await;
+    early.armed = false;
+    drop(early);
     let ttfb = started.elapsed();
     let Answer {
         resp,
@@ -147,10 +163,17 @@ pub async fn handle(
     let content_type = header_str(&parts.headers, CONTENT_TYPE);
     let content_len = header_str(&parts.headers, CONTENT_LENGTH).and_then(|v| v.parse().ok());
     let edge_name = rt.config.edge.name.clone();
-    let tracked = Tracked::new(body, move |out: Outcome| {
-        // Status 000: the viewer hung up before the response was complete.
+    let tracked = Tracked::new(body, content_len, move |out: Outcome| {
+        // Status 000: the viewer hung up before the response was complete. CloudFront then
+        // logs x-edge-result-type Error, the response result type the viewer would have
+        // had, and ClientCommError as the detail.
         let hung_up = !out.complete && !out.failed;
-        let result_str = if out.failed { "Error" } else { result.as_str() };
+        let result_str = if out.failed || hung_up {
+            "Error"
+        } else {
+            result.as_str()
+        };
+        let response_result = if out.failed { "Error" } else { result.as_str() };
         log.log(LogEntry {
             time: SystemTime::now(),
             edge_location: edge_name,
@@ -175,10 +198,12 @@ pub async fn handle(
             forwarded_for: facts.forwarded_for,
             ssl_protocol: None,
             ssl_cipher: None,
-            response_result_type: result_str.to_string(),
+            response_result_type: response_result.to_string(),
             protocol_version: facts.version.to_string(),
             detailed_result_type: if out.failed {
                 "Error".to_string()
+            } else if hung_up {
+                "ClientCommError".to_string()
             } else {
                 detailed.to_string()
             },
@@ -189,6 +214,60 @@ pub async fn handle(
         });
     });
     Response::from_parts(parts, tracked.boxed_unsync())
+}
+
+/// Logs a `000` line when the viewer hangs up before its response exists (hyper then
+/// drops `handle`'s future while it waits for the origin, say), so such a request is
+/// not missing from the log.
+struct EarlyHangUp<'a> {
+    rt: &'a Runtime,
+    facts: &'a RequestFacts,
+    peer: SocketAddr,
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for EarlyHangUp<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (rt, f) = (self.rt, self.facts);
+        let Some(d) = rt
+            .router
+            .route(host_name(&f.host_header))
+            .and_then(|i| rt.config.distributions.get(i))
+        else {
+            return;
+        };
+        let Some(log) = rt.logs.get(&d.id) else {
+            return;
+        };
+        log.log(LogEntry {
+            time: SystemTime::now(),
+            edge_location: rt.config.edge.name.clone(),
+            client_ip: self.peer.ip(),
+            client_port: self.peer.port(),
+            method: f.method.to_string(),
+            host: d.assigned_domain(&rt.config.edge.domain),
+            uri_stem: f.path.clone(),
+            query: f.query.clone(),
+            status: None,
+            referer: f.referer.clone(),
+            user_agent: f.user_agent.clone(),
+            result_type: "Error".to_string(),
+            request_id: new_request_id(),
+            host_header: f.host_header.clone(),
+            protocol: "http".to_string(),
+            cs_bytes: f.request_bytes,
+            time_taken: self.started.elapsed(),
+            forwarded_for: f.forwarded_for.clone(),
+            response_result_type: "Error".to_string(),
+            protocol_version: f.version.to_string(),
+            detailed_result_type: "ClientCommError".to_string(),
+            ..LogEntry::default()
+        });
+    }
 }
 
 async fn answer(
@@ -402,7 +481,8 @@ async fn answer(
             status, headers, ..
         } => {
             let mut h = headers.clone();
-            decorate(&mut h, name, ResultType::Miss);
+            let result = ResultType::from_origin_status(*status);
+            decorate(&mut h, name, result);
             let body = if head_only {
                 body::empty()
             } else {
@@ -411,7 +491,7 @@ async fn answer(
             let mut resp = Response::new(body);
             *resp.status_mut() = *status;
             *resp.headers_mut() = h;
-            Answer::new(resp, ResultType::Miss, Some(di))
+            Answer::new(resp, result, Some(di))
         }
     }
 }
@@ -526,12 +606,9 @@ async fn pass_through(
         Some(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
             httpcache::strip_hop_by_hop(&mut parts.headers);
-            decorate(&mut parts.headers, name, ResultType::Miss);
-            Answer::new(
-                Response::from_parts(parts, body),
-                ResultType::Miss,
-                Some(di),
-            )
+            let result = ResultType::from_origin_status(parts.status);
+            decorate(&mut parts.headers, name, result);
+            Answer::new(Response::from_parts(parts, body), result, Some(di))
         }
     }
 }

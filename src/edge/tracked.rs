@@ -22,14 +22,21 @@ pub struct Outcome {
 
 pub struct Tracked {
     inner: BoxBody,
+    /// The response's Content-Length, if it has one.
+    expected_len: Option<u64>,
     outcome: Outcome,
     on_end: Option<Box<dyn FnOnce(Outcome) + Send>>,
 }
 
 impl Tracked {
-    pub fn new(inner: BoxBody, on_end: impl FnOnce(Outcome) + Send + 'static) -> Self {
+    pub fn new(
+        inner: BoxBody,
+        expected_len: Option<u64>,
+        on_end: impl FnOnce(Outcome) + Send + 'static,
+    ) -> Self {
         Self {
             inner,
+            expected_len,
             outcome: Outcome {
                 body_bytes: 0,
                 complete: false,
@@ -86,9 +93,13 @@ impl Body for Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        // hyper may drop a body it knows is finished (is_end_stream) without polling it to
-        // the end: that is a complete response, not a viewer hanging up.
-        if self.inner.is_end_stream() && !self.outcome.failed {
+        // hyper may drop a body it knows is finished without polling it to the end: when
+        // is_end_stream says so, or once it has written all the Content-Length bytes it
+        // framed the response with. That is a complete response, not a viewer hanging up.
+        let all_sent = self
+            .expected_len
+            .is_some_and(|n| self.outcome.body_bytes >= n);
+        if (all_sent || self.inner.is_end_stream()) && !self.outcome.failed {
             self.outcome.complete = true;
         }
         self.finish();

@@ -241,7 +241,10 @@ async fn a_slow_viewer_of_a_huge_response_does_not_make_the_edge_buffer_it() {
     // 256 MiB cache stores at most 64 MiB), to a viewer that stops reading for a while.
     const MIB: usize = 1 << 20;
     let origin = Origin::start(|_| {
-        let mut steps = vec![Step::Write(head_with_length(256 * MIB, &[("cache-control", "max-age=600")]))];
+        let mut steps = vec![Step::Write(head_with_length(
+            256 * MIB,
+            &[("cache-control", "max-age=600")],
+        ))];
         let piece = pattern(MIB, 3);
         for _ in 0..256 {
             steps.push(Step::Write(piece.clone()));
@@ -254,9 +257,14 @@ async fn a_slow_viewer_of_a_huge_response_does_not_make_the_edge_buffer_it() {
     let before = rss_kib(edge.pid());
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
-    s.write_all(b"GET /huge HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /huge HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 64 * 1024];
-    let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(n > 0);
     // Stop reading: without backpressure the edge would pull all 256 MiB in meanwhile.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -269,11 +277,17 @@ async fn a_slow_viewer_of_a_huge_response_does_not_make_the_edge_buffer_it() {
     let mut total = n;
     let deadline = std::time::Instant::now() + WAIT;
     while total < 256 * MIB && std::time::Instant::now() < deadline {
-        let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         if n == 0 {
             break;
         }
         total += n;
     }
-    assert!(total > 256 * MIB, "got {total} bytes (head + body expected)");
+    assert!(
+        total > 256 * MIB,
+        "got {total} bytes (head + body expected)"
+    );
 }

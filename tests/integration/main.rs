@@ -4,6 +4,7 @@ mod common;
 mod edge_basic;
 mod edge_config;
 mod edge_harness;
+mod edge_logs;
 mod edge_policy;
 mod fuzz_corpus;
 mod store_basic;
