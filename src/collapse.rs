@@ -5,10 +5,12 @@
 //! and a fill that fails ends every follower's body with an error, so no follower ever
 //! receives a truncated body presented as complete.
 //!
-//! Memory stays bounded whatever the body size: chunks every reader has passed are
-//! dropped, and the fetcher waits (backpressure) while more than [`WINDOW`] bytes are
-//! buffered for a reader. Once chunks have been dropped, the fill can no longer take new
-//! followers (they would miss the start); a later viewer starts its own fetch.
+//! Memory stays bounded whatever the body size: up to [`WINDOW`] bytes are kept for
+//! viewers who join late; beyond that, chunks every reader has passed are dropped, and
+//! the fetcher waits (backpressure) while the slowest reader is that far behind. Once
+//! chunks have been dropped, the fill can no longer take new followers (they would miss
+//! the start); a later viewer starts its own fetch. A fill thus holds at most about twice
+//! [`WINDOW`] bytes.
 //!
 //! States of a fill: waiting for the head → streaming (head set, chunks growing) → ended
 //! (complete or failed). The fill leaves the table when it ends; a request that arrives
@@ -44,16 +46,29 @@ struct State<H> {
 }
 
 impl<H> State<H> {
-    /// Drops the chunks every reader has passed.
+    /// Drops chunks every reader has passed, but only beyond the first [`WINDOW`] bytes
+    /// buffered: as long as the start is kept, late viewers can still join.
     fn trim(&mut self) {
         let low = self.cursors.values().copied().min().unwrap_or(usize::MAX);
-        while self.base < low {
+        while self.base < low && self.buffered > WINDOW {
             let Some(c) = self.chunks.pop_front() else {
                 break;
             };
             self.buffered -= c.len();
             self.base += 1;
         }
+    }
+
+    /// Bytes buffered that the slowest reader has not read yet.
+    fn behind(&self) -> usize {
+        let Some(low) = self.cursors.values().copied().min() else {
+            return 0;
+        };
+        self.chunks
+            .iter()
+            .skip(low.saturating_sub(self.base))
+            .map(Bytes::len)
+            .sum()
     }
 
     /// New readers can still see the whole body.
@@ -126,8 +141,8 @@ impl<H> Fill<H> {
         self.changed.notify_waiters();
     }
 
-    /// Appends a body chunk, first waiting while the slowest reader is more than
-    /// [`WINDOW`] bytes behind.
+    /// Appends a body chunk, first waiting while the slowest reader is [`WINDOW`] bytes
+    /// or more behind.
     pub async fn push(&self, chunk: Bytes) {
         loop {
             let notified = self.changed.notified();
@@ -136,13 +151,10 @@ impl<H> Fill<H> {
             {
                 let mut s = self.lock();
                 s.trim();
-                if s.buffered < WINDOW || s.cursors.is_empty() {
+                if s.behind() < WINDOW {
                     s.buffered += chunk.len();
                     s.chunks.push_back(chunk);
-                    if s.cursors.is_empty() {
-                        // Nobody reads: keep nothing (late viewers fetch for themselves).
-                        s.trim();
-                    }
+                    s.trim();
                     break;
                 }
             }
@@ -380,17 +392,21 @@ mod tests {
             total += b.len();
             most = most.max(fill.lock().buffered);
             if total == 4 << 20 {
+                // The start is still kept: a newcomer joins this fill.
+                assert!(matches!(c.join(b"k"), Joined::Follower(_)));
+            }
+            if total == 40 << 20 {
                 // Chunks were dropped: a newcomer cannot join this fill any more.
                 assert!(matches!(c.join(b"k"), Joined::Leader(_)));
             }
         }
         pusher.await.unwrap();
         assert_eq!(total, 64 << 20);
-        assert!(most <= WINDOW + (1 << 20), "buffered {most}");
+        assert!(most <= 2 * WINDOW + (1 << 20), "buffered {most}");
     }
 
     #[tokio::test]
-    async fn without_readers_nothing_is_kept_and_the_fetcher_never_waits() {
+    async fn without_readers_only_the_window_is_kept_and_the_fetcher_never_waits() {
         let c: Collapser<u16> = Collapser::default();
         let r = leader(&c, b"k");
         let fill = r.fill().clone();
@@ -398,7 +414,8 @@ mod tests {
         for _ in 0..32 {
             fill.push(Bytes::from(vec![0u8; 1 << 20])).await;
         }
-        assert_eq!(fill.lock().buffered, 0);
+        let buffered = fill.lock().buffered;
+        assert!(buffered <= WINDOW + (1 << 20), "buffered {buffered}");
         assert_eq!(fill.readers(), 0);
     }
 }

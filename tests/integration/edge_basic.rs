@@ -291,3 +291,51 @@ async fn a_slow_viewer_of_a_huge_response_does_not_make_the_edge_buffer_it() {
         "got {total} bytes (head + body expected)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_viewer_hanging_up_does_not_cancel_the_fill_for_the_others() {
+    let body = pattern(400_000, 9);
+    let b2 = body.clone();
+    let origin = Origin::start(move |_| {
+        let mut steps = vec![Step::Write(head_with_length(
+            b2.len(),
+            &[("cache-control", "max-age=600")],
+        ))];
+        for piece in b2.chunks(40_000) {
+            steps.push(Step::Write(piece.to_vec()));
+            steps.push(Step::Sleep(Duration::from_millis(60)));
+        }
+        steps
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let edge = Edge::quick(&origin.url(), dir.path(), &[]);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The first viewer starts the fill, reads a little, and hangs up.
+    let mut first = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    first
+        .write_all(b"GET /shared HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(WAIT, first.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 0);
+    // A second viewer joins the same fill, then the first one leaves.
+    let addr = edge.addr;
+    let follower = tokio::spawn(async move { get(addr, "x", "/shared").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(first);
+    let r = follower.await.unwrap();
+    assert_eq!(r.bytes(), &body[..], "the follower got the whole body");
+    assert_eq!(
+        origin.count("/shared"),
+        1,
+        "the follower joined the first fill"
+    );
+    let again = get(edge.addr, "x", "/shared").await;
+    assert_eq!(again.x_cache(), "Hit from cairn");
+    assert_eq!(again.bytes(), &body[..]);
+}
