@@ -33,6 +33,11 @@ const MAX_STALE_GRACE: u64 = 10 * 365 * 86400;
 pub(crate) const DEFAULT_TTL: u64 = 86400;
 pub(crate) const DEFAULT_MIN_TTL: u64 = 0;
 pub(crate) const DEFAULT_MAX_TTL: u64 = 31_536_000;
+pub(crate) const DEFAULT_ERROR_TTL: u64 = 10;
+/// One year, as for max_ttl's default: longer error caching is a mistake, and time
+/// arithmetic stays far from overflow.
+const MAX_ERROR_TTL: u64 = 31_536_000;
+pub(crate) const DEFAULT_RANGE_FILL_MAX: u64 = 64 * MIB;
 /// A CA file is a few hundred KiB at most; refuse to read anything absurd.
 const MAX_CA_FILE: u64 = 16 * MIB;
 
@@ -769,7 +774,55 @@ fn behavior(b: &RawBehavior, targets: &Targets, with_pattern: bool, p: &mut Prob
         max_ttl,
         allowed_methods: allowed_methods(&b.allowed_methods, &join(bp, "allowed_methods"), p),
         cache_key: cache_key(&b.cache_key, &join(bp, "cache_key"), p),
+        error_ttl: ranged(
+            p,
+            &b.error_ttl,
+            &join(bp, "error_ttl"),
+            (0, MAX_ERROR_TTL),
+            DEFAULT_ERROR_TTL,
+        ),
+        error_ttls: error_ttls(&b.error_ttls, &join(bp, "error_ttls"), p),
+        range_fill_max: b
+            .range_fill_max
+            .as_ref()
+            .map_or(DEFAULT_RANGE_FILL_MAX, |v| v.value),
     }
+}
+
+/// `error_ttls`: each key exactly one of the cached error statuses, each value seconds in
+/// the range of `error_ttl`; sorted by status.
+fn error_ttls(entries: &[(At<String>, At<u64>)], path: &str, p: &mut Problems) -> Vec<(u16, u64)> {
+    let mut out: Vec<(u16, u64)> = Vec::new();
+    for (key, secs) in entries {
+        let kp = join(path, &key.value);
+        let status = CACHED_ERROR_STATUSES
+            .iter()
+            .copied()
+            .find(|s| s.to_string() == key.value);
+        let Some(status) = status else {
+            let statuses: Vec<String> = CACHED_ERROR_STATUSES.iter().map(u16::to_string).collect();
+            p.add(
+                &key.pos,
+                &kp,
+                format!(
+                    "{:?} is not an error status the edge caches; the keys of error_ttls are {}",
+                    key.value,
+                    statuses.join(", ")
+                ),
+            );
+            continue;
+        };
+        let secs = ranged(
+            p,
+            &Some(secs.clone()),
+            &kp,
+            (0, MAX_ERROR_TTL),
+            DEFAULT_ERROR_TTL,
+        );
+        out.push((status, secs));
+    }
+    out.sort_unstable();
+    out
 }
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"];

@@ -126,6 +126,9 @@ const DEFAULT_BEHAVIOR_KEYS: &[&str] = &[
     "max_ttl",
     "allowed_methods",
     "cache_key",
+    "error_ttl",
+    "error_ttls",
+    "range_fill_max",
 ];
 const BEHAVIOR_KEYS: &[&str] = &[
     "path_pattern",
@@ -135,6 +138,9 @@ const BEHAVIOR_KEYS: &[&str] = &[
     "max_ttl",
     "allowed_methods",
     "cache_key",
+    "error_ttl",
+    "error_ttls",
+    "range_fill_max",
 ];
 const CACHE_KEY_KEYS: &[&str] = &["query_strings", "headers", "cookies"];
 const LIST_KEYS: &[&str] = &["allow", "all_except"];
@@ -671,8 +677,19 @@ impl Walker<'_, '_> {
             min_ttl: self.unsigned(t, "min_ttl", p, &pos),
             max_ttl: self.unsigned(t, "max_ttl", p, &pos),
             allowed_methods: self.strings(t, "allowed_methods", p, &pos),
+            error_ttl: self.unsigned(t, "error_ttl", p, &pos),
+            range_fill_max: self.size(t, "range_fill_max", p, &pos),
             ..RawBehavior::default()
         };
+        if let Some((et, epos)) = self.table(t, "error_ttls", p, &pos) {
+            let ep = join(p, "error_ttls");
+            for (status, _) in et.iter() {
+                let kpos = self.key_pos(et, status, &epos);
+                if let Some(secs) = self.unsigned(et, status, &ep, &epos) {
+                    b.error_ttls.push((At::new(status.to_string(), kpos), secs));
+                }
+            }
+        }
         if let Some((kt, kpos)) = self.table(t, "cache_key", p, &pos) {
             let kp = join(p, "cache_key");
             self.keys(kt, &kp, &kpos, CACHE_KEY_KEYS);

@@ -178,7 +178,22 @@ pub struct Behavior {
     pub max_ttl: u64,
     pub allowed_methods: AllowedMethods,
     pub cache_key: CacheKeyPolicy,
+    /// Seconds CloudFront mode caches an error response (one of
+    /// [`CACHED_ERROR_STATUSES`]) that has no explicit freshness (no `s-maxage`, `max-age`
+    /// or `Expires`). 0 to 31536000. Default 10.
+    pub error_ttl: u64,
+    /// Per-status overrides of `error_ttl`: (status, seconds), sorted by status, each
+    /// status one of [`CACHED_ERROR_STATUSES`] at most once. Default empty.
+    pub error_ttls: Vec<(u16, u64)>,
+    /// Bytes. A Range request on a miss fetches and caches the whole object only when its
+    /// size, known from Content-Length, is at most this; larger objects get the range
+    /// passed through to the origin. Default 64 MiB.
+    pub range_fill_max: u64,
 }
+
+/// The error statuses CloudFront mode caches for `error_ttl` when the origin gives no
+/// explicit freshness; the keys `error_ttls` accepts.
+pub const CACHED_ERROR_STATUSES: [u16; 8] = [404, 405, 414, 500, 501, 502, 503, 504];
 
 impl Behavior {
     /// Does this behaviour's pattern match `path` (the normalised request path)?
@@ -187,6 +202,22 @@ impl Behavior {
             None => true,
             Some(p) => pattern_matches(p.as_bytes(), path.as_bytes()),
         }
+    }
+
+    /// Seconds an error response with `status` and no explicit freshness is cached in
+    /// CloudFront mode: its `error_ttls` override, else `error_ttl`. Whether `status` is
+    /// cached at all ([`CACHED_ERROR_STATUSES`]) is the caller's to check.
+    pub fn error_ttl_for(&self, status: u16) -> u64 {
+        self.error_ttls
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(self.error_ttl, |(_, secs)| *secs)
+    }
+
+    /// A behaviour whose `default_ttl` is 0 runs as a plain RFC 9111 shared cache (strict
+    /// mode) instead of by CloudFront's TTL rules.
+    pub fn strict(&self) -> bool {
+        self.default_ttl == 0
     }
 }
 

@@ -138,6 +138,10 @@ mod tests {
         assert_eq!(d.default_behavior.target, "origin");
         assert_eq!(d.default_behavior.default_ttl, 86400);
         assert_eq!(d.default_behavior.allowed_methods, AllowedMethods::GetHead);
+        assert_eq!(d.default_behavior.error_ttl, 10);
+        assert!(d.default_behavior.error_ttls.is_empty());
+        assert_eq!(d.default_behavior.range_fill_max, 64 << 20);
+        assert!(!d.default_behavior.strict());
         assert_eq!(c.cache.dir, Path::new("/srv/cairn-cache"));
         assert_eq!(c.cache.capacity, 10 << 30);
         assert_eq!(c.edge.listen, "127.0.0.1:8080".parse().unwrap());

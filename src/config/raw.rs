@@ -103,6 +103,10 @@ pub(crate) struct RawBehavior {
     pub max_ttl: Field<u64>,
     pub allowed_methods: Field<Vec<At<String>>>,
     pub cache_key: RawCacheKey,
+    pub error_ttl: Field<u64>,
+    /// `error_ttls` entries: the key (a status, as written) and the seconds.
+    pub error_ttls: Vec<(At<String>, At<u64>)>,
+    pub range_fill_max: Field<u64>,
 }
 
 #[derive(Debug, Default)]

@@ -75,6 +75,10 @@ fn the_example_loads() {
     );
     assert_eq!(d.default_behavior.target, "failover");
     assert_eq!(d.default_behavior.cache_key.headers, ["accept-encoding"]);
+    assert_eq!(d.default_behavior.error_ttl, 10);
+    assert_eq!(d.default_behavior.error_ttls, [(404, 60), (503, 5)]);
+    assert_eq!(d.default_behavior.range_fill_max, 64 * MIB);
+    assert!(!d.default_behavior.strict());
     assert_eq!(d.behaviors.len(), 2);
     assert_eq!(d.behaviors[0].path_pattern.as_deref(), Some("/images/*"));
     assert_eq!(
@@ -85,6 +89,12 @@ fn the_example_loads() {
         d.behaviors[0].cache_key.query_strings,
         ListPolicy::AllowList(vec!["w".into(), "h".into()])
     );
+    assert_eq!(
+        (d.behaviors[0].error_ttl, d.behaviors[0].range_fill_max),
+        (30, GIB)
+    );
+    assert!(d.behaviors[0].error_ttls.is_empty());
+    assert!(d.behaviors[1].strict());
     assert_eq!(d.behaviors[1].allowed_methods, AllowedMethods::All);
     assert_eq!(d.behaviors[1].cache_key.query_strings, ListPolicy::All);
     assert_eq!(
@@ -175,6 +185,13 @@ fn defaults_are_as_documented() {
     );
     assert_eq!(b.allowed_methods, AllowedMethods::GetHead);
     assert_eq!(b.cache_key, CacheKeyPolicy::default());
+    assert_eq!(b.error_ttl, 10);
+    assert!(b.error_ttls.is_empty());
+    assert_eq!(b.range_fill_max, 64 * MIB);
+    assert!(!b.strict());
+    for status in CACHED_ERROR_STATUSES {
+        assert_eq!(b.error_ttl_for(status), 10);
+    }
 }
 
 #[test]
@@ -650,6 +667,107 @@ fn behavior_rules_report_their_line() {
         (l, c, p.as_str()),
         (9, 16, "distribution[0].behavior[1].path_pattern")
     );
+}
+
+#[test]
+fn error_ttls_and_range_fill_max() {
+    let b = |body: &str| format!("{}[distribution.default_behavior]\n{body}\n", site(""));
+    // site("") is 5 lines; the table header is line 6, the body starts on line 7.
+    let c = load(&b(
+        "error_ttl = 0\nerror_ttls = { 503 = 5, 404 = 60, \"500\" = 0 }\nrange_fill_max = \"1.5GiB\"",
+    ))
+    .unwrap();
+    let d = &c.distributions[0].default_behavior;
+    assert_eq!(d.error_ttl, 0);
+    assert_eq!(d.error_ttls, [(404, 60), (500, 0), (503, 5)]);
+    assert_eq!(d.range_fill_max, 3 * GIB / 2);
+    assert_eq!(
+        [404, 405, 500, 503, 200].map(|s| d.error_ttl_for(s)),
+        [60, 0, 0, 5, 0]
+    );
+    // A standard table, and sizes as plain bytes (0: ranges always pass through).
+    let c = load(&format!(
+        "{}[distribution.default_behavior.error_ttls]\n414 = 7\n",
+        b("range_fill_max = 0")
+    ))
+    .unwrap();
+    let d = &c.distributions[0].default_behavior;
+    assert_eq!(
+        (d.error_ttls.as_slice(), d.range_fill_max),
+        (&[(414, 7)][..], 0)
+    );
+    assert_eq!((d.error_ttl, d.error_ttl_for(414)), (10, 7));
+    // Behaviours take the keys too, independently of the default behaviour.
+    let c = load(&format!(
+        "{}[[distribution.behavior]]\npath_pattern = \"/x\"\nerror_ttls = {{ 502 = 1 }}\n",
+        b("error_ttl = 3")
+    ))
+    .unwrap();
+    let x = &c.distributions[0].behaviors[0];
+    assert_eq!(
+        (x.error_ttl, x.error_ttl_for(502), x.error_ttl_for(404)),
+        (10, 1, 10)
+    );
+
+    let (l, c, p) = only(
+        &b("error_ttls = { 404 = 60, 403 = 60 }"),
+        "\"403\" is not an error status the edge caches; the keys of error_ttls are 404, \
+         405, 414, 500, 501, 502, 503, 504",
+    );
+    assert_eq!(
+        (l, c, p.as_str()),
+        (7, 26, "distribution[0].default_behavior.error_ttls.403")
+    );
+    assert_eq!(only(&b("error_ttls = { 0404 = 1 }"), "\"0404\"").1, 16);
+    assert_eq!(only(&b("error_ttls = { x = 1 }"), "\"x\" is not").1, 16);
+    let (l, c, p) = only(
+        &b("error_ttls = { 404 = -1 }"),
+        "must not be negative (got -1)",
+    );
+    assert_eq!(
+        (l, c, p.as_str()),
+        (7, 22, "distribution[0].default_behavior.error_ttls.404")
+    );
+    let (l, c, p) = only(
+        &b("\nerror_ttls = { 404 = 31536001 }"),
+        "must be between 0 and 31536000 (got 31536001)",
+    );
+    assert_eq!(
+        (l, c, p.as_str()),
+        (8, 22, "distribution[0].default_behavior.error_ttls.404")
+    );
+    let (l, c, p) = only(
+        &b("error_ttl = 99999999999"),
+        "must be between 0 and 31536000",
+    );
+    assert_eq!(
+        (l, c, p.as_str()),
+        (7, 13, "distribution[0].default_behavior.error_ttl")
+    );
+    assert_eq!(
+        only(&b("error_ttls = 5"), "expected a table").2,
+        "distribution[0].default_behavior.error_ttls"
+    );
+    assert_eq!(
+        only(&b("error_ttls = { 404 = \"1m\" }"), "expected an integer").2,
+        "distribution[0].default_behavior.error_ttls.404"
+    );
+    let (l, c, p) = only(&b("range_fill_max = \"64 MB!\""), "invalid size \"64 MB!\"");
+    assert_eq!(
+        (l, c, p.as_str()),
+        (7, 18, "distribution[0].default_behavior.range_fill_max")
+    );
+    assert!(only(&b("range_fill_max = true"), "expected a size").0 == 7);
+}
+
+#[test]
+fn strict_mode_is_a_zero_default_ttl() {
+    let c = load(&format!(
+        "{}[distribution.default_behavior]\ndefault_ttl = 0\nmin_ttl = 0\n",
+        site("")
+    ))
+    .unwrap();
+    assert!(c.distributions[0].default_behavior.strict());
 }
 
 #[test]

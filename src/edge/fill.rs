@@ -7,17 +7,20 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header::{CONTENT_LENGTH, SET_COOKIE, TRANSFER_ENCODING, VARY};
+use http::header::{HeaderName, CONTENT_LENGTH, SET_COOKIE, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::cache_key::KeyedRequest;
 use crate::collapse::{End, Fill};
 use crate::config::{Behavior, Distribution, ListPolicy};
+use crate::edge::cached::variant_key;
 use crate::edge::forward::{origin_request, Viewer};
-use crate::edge::meta::StoredResponse;
+use crate::edge::meta::{Freshness, Meta, StoredResponse};
 use crate::edge::{Edge, Runtime};
-use crate::httpcache::{self, TtlSettings};
+use crate::httpcache::{
+    self, ErrorTtls, Mode, RequestFacts, StoreDecision, StorePolicy, TtlSettings, VarySpec,
+};
 use crate::origin::{fetch, FetchPlan};
 use crate::store::{ObjectInfo, ObjectSpec};
 
@@ -30,6 +33,9 @@ pub enum FillHead {
         status: StatusCode,
         headers: HeaderMap,
         shareable: bool,
+        /// With `Vary`: the names, and the variant suffix of the request that started
+        /// the fill (a follower whose own suffix differs must fetch its own variant).
+        vary: Option<(Vec<HeaderName>, Vec<u8>)>,
     },
     /// A 304 refreshed the stored object: serve it from the store.
     Refreshed,
@@ -45,6 +51,8 @@ pub struct FillRequest {
     pub viewer: Viewer,
     /// The stored object being revalidated, if any.
     pub stored: Option<(ObjectInfo, StoredResponse)>,
+    /// The viewer's request headers (Vary, Authorization).
+    pub request: HeaderMap,
 }
 
 pub fn behavior(d: &Distribution, idx: Option<usize>) -> &Behavior {
@@ -147,13 +155,10 @@ async fn run(
     };
     let response_time = SystemTime::now();
     let (parts, mut body) = resp.into_parts();
-    let settings = TtlSettings {
-        default_ttl: b.default_ttl,
-        min_ttl: b.min_ttl,
-        max_ttl: b.max_ttl,
-    };
+    let policy = store_policy(b);
+    let facts = RequestFacts::from_request(&Method::GET, &req.request);
 
-    if let (Some((_, stored)), StatusCode::NOT_MODIFIED) = (&req.stored, parts.status) {
+    if let (Some((info, stored)), StatusCode::NOT_MODIFIED) = (&req.stored, parts.status) {
         let mut update = parts.headers.clone();
         if b.cache_key.cookies == ListPolicy::None {
             // The refreshed object is served to every viewer: one viewer's Set-Cookie
@@ -162,10 +167,11 @@ async fn run(
         }
         refresh(
             edge,
-            &req.keyed.key,
+            &info.key,
             stored,
             &update,
-            &settings,
+            &policy,
+            &facts,
             request_time,
             response_time,
         );
@@ -183,7 +189,7 @@ async fn run(
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let mut headers = parts.headers;
     httpcache::strip_hop_by_hop(&mut headers);
-    let decision = httpcache::cloudfront_ttl(&headers, parts.status, &settings, response_time);
+    let decision = httpcache::decide_store(&policy, &facts, parts.status, &headers, response_time);
     let age = httpcache::initial_age(&headers, request_time, response_time);
     let content_length = headers
         .get(CONTENT_LENGTH)
@@ -194,36 +200,77 @@ async fn run(
         .config()
         .max_object_size
         .unwrap_or(edge.store.config().capacity / 4);
+    let vary = httpcache::vary_spec(&headers);
     let mut why_not: Option<&'static str> = None;
     if !decision.store {
-        why_not = Some("the response may not be stored");
+        why_not = Some(decision.reason);
+    } else if req.stored.is_some() && parts.status.as_u16() >= 500 {
+        why_not = Some("an error never displaces a stored object being revalidated");
     } else if !delimited {
         why_not = Some("the response has neither Content-Length nor chunked encoding");
-    } else if headers.contains_key(SET_COOKIE) && b.cache_key.cookies == ListPolicy::None {
+    } else if policy.mode == Mode::CloudFront
+        && headers.contains_key(SET_COOKIE)
+        && b.cache_key.cookies == ListPolicy::None
+    {
         why_not = Some("Set-Cookie while cookies are not in the cache key");
-    } else if !vary_is_keyed(&headers, b) {
-        why_not = Some("Vary names a header the cache key does not include");
+    } else if vary == VarySpec::Star {
+        why_not = Some("Vary: * never matches a later request");
     } else if content_length.is_some_and(|l| l > max_size) {
         why_not = Some("larger than the largest stored object");
-    } else if decision.ttl.saturating_sub(age).is_zero() && !httpcache::has_validator(&headers) {
+    } else if decision.freshness.saturating_sub(age).is_zero()
+        && !httpcache::has_validator(&headers)
+        && decision.stale_while_revalidate.is_none()
+        && decision.stale_if_error.is_none()
+    {
         why_not = Some("already stale and without a validator");
     }
     let shareable = why_not.is_none();
-    tracing::debug!(key = %String::from_utf8_lossy(&req.keyed.key), status = parts.status.as_u16(), stored = shareable, reason = why_not.unwrap_or("-"), "origin response");
+    tracing::debug!(key = %String::from_utf8_lossy(&req.keyed.key), status = parts.status.as_u16(), stored = shareable, reason = why_not.unwrap_or(decision.reason), "origin response");
+    let vary_names = match &vary {
+        VarySpec::Names(n) if !n.is_empty() => Some(n.clone()),
+        _ => None,
+    };
+    let vary_head = vary_names
+        .as_ref()
+        .map(|n| (n.clone(), httpcache::variant_suffix(n, &req.request)));
 
     let mut writer = None;
     if shareable {
+        let mut kept = stored_headers(&headers);
+        for f in &decision.strip_fields {
+            kept.remove(f);
+        }
+        let names: Vec<String> = vary_names
+            .iter()
+            .flatten()
+            .map(|n| n.as_str().to_string())
+            .collect();
         let meta = StoredResponse::new(
             parts.status,
-            &stored_headers(&headers),
+            &kept,
             request_time,
             response_time,
             age,
-            &decision,
+            &freshness(&decision),
+            names.clone(),
         );
         let expires_at = meta.expires_at();
+        let key = if names.is_empty() {
+            req.keyed.key.clone()
+        } else {
+            // The primary key holds the list of names; the response goes to its variant.
+            index_variants(
+                edge,
+                &req.keyed.key,
+                &d.id,
+                &names,
+                response_time,
+                expires_at,
+            );
+            variant_key(&req.keyed.key, &names, &req.request)
+        };
         match edge.store.begin(ObjectSpec {
-            key: req.keyed.key.clone(),
+            key,
             distribution: d.id.clone(),
             tags: Vec::new(),
             meta: meta.encode(),
@@ -240,6 +287,7 @@ async fn run(
         status: parts.status,
         headers,
         shareable,
+        vary: vary_head,
     });
     if !shareable && registered {
         // Later viewers must not follow a response that is not theirs to see.
@@ -309,22 +357,6 @@ fn stored_headers(headers: &HeaderMap) -> HeaderMap {
     h
 }
 
-/// Can every header `Vary` names be told apart by the cache key?
-fn vary_is_keyed(headers: &HeaderMap, b: &Behavior) -> bool {
-    for v in headers.get_all(VARY) {
-        let Ok(s) = v.to_str() else { return false };
-        for name in s.split(',').map(|n| n.trim().to_ascii_lowercase()) {
-            if name.is_empty() {
-                continue;
-            }
-            if name == "*" || !b.cache_key.headers.contains(&name) {
-                return false;
-            }
-        }
-    }
-    true
-}
-
 /// RFC 9111 §4.3.4: a 304 updates the stored headers (all but the ones describing the
 /// body) and the freshness; the body stays.
 #[allow(clippy::too_many_arguments)]
@@ -333,7 +365,8 @@ fn refresh(
     key: &[u8],
     stored: &StoredResponse,
     fresh: &HeaderMap,
-    settings: &TtlSettings,
+    policy: &StorePolicy,
+    facts: &RequestFacts,
     request_time: SystemTime,
     response_time: SystemTime,
 ) {
@@ -353,7 +386,10 @@ fn refresh(
         }
     }
     merged.remove(http::header::AGE);
-    let decision = httpcache::cloudfront_ttl(&merged, stored.status(), settings, response_time);
+    let decision = httpcache::decide_store(policy, facts, stored.status(), &merged, response_time);
+    for f in &decision.strip_fields {
+        merged.remove(f);
+    }
     let age = httpcache::initial_age(fresh, request_time, response_time);
     let meta = StoredResponse::new(
         stored.status(),
@@ -361,7 +397,8 @@ fn refresh(
         request_time,
         response_time,
         age,
-        &decision,
+        &freshness(&decision),
+        stored.vary.clone(),
     );
     let expires_at = meta.expires_at();
     let result = if decision.store {
@@ -372,5 +409,65 @@ fn refresh(
     };
     if let Err(e) = result {
         tracing::warn!(key = %String::from_utf8_lossy(key), error = %e, "could not refresh a revalidated object");
+    }
+}
+
+/// The storing rules of a behaviour: CloudFront mode, or strict RFC 9111 when its
+/// default_ttl is 0.
+fn store_policy(b: &Behavior) -> StorePolicy {
+    let ttl = TtlSettings {
+        default_ttl: b.default_ttl,
+        min_ttl: b.min_ttl,
+        max_ttl: b.max_ttl,
+    };
+    let mut p = StorePolicy::new(ttl);
+    p.mode = if b.strict() {
+        Mode::Strict
+    } else {
+        Mode::CloudFront
+    };
+    p.error_ttls = ErrorTtls {
+        default: b.error_ttl,
+        per_status: b.error_ttls.clone(),
+    };
+    p
+}
+
+fn freshness(d: &StoreDecision) -> Freshness {
+    Freshness {
+        lifetime: d.freshness,
+        rule: d.rule.as_str(),
+        clamp: d.clamp.as_str(),
+        revalidate_each_use: d.revalidate_each_use,
+        must_revalidate: d.must_revalidate,
+        stale_while_revalidate: d.stale_while_revalidate,
+        stale_if_error: d.stale_if_error,
+    }
+}
+
+/// Stores (or renews) the Vary index at a primary key: the names its variants are keyed by.
+fn index_variants(
+    edge: &Edge,
+    primary: &[u8],
+    distribution: &str,
+    names: &[String],
+    now: SystemTime,
+    expires_at: SystemTime,
+) {
+    // The index lives at least as long as the newest variant.
+    let expires_at = match edge.store.info(primary) {
+        Ok(Some(i)) => i.expires_at.max(expires_at),
+        _ => expires_at,
+    };
+    let spec = ObjectSpec {
+        key: primary.to_vec(),
+        distribution: distribution.to_string(),
+        tags: Vec::new(),
+        meta: Meta::Variants(names.to_vec()).encode(),
+        stored_at: now,
+        expires_at,
+    };
+    if let Err(e) = edge.store.insert(spec, b"") {
+        tracing::warn!(key = %String::from_utf8_lossy(primary), error = %e, "could not store a Vary index");
     }
 }

@@ -1,8 +1,10 @@
-//! What the edge keeps in a stored object's metadata bytes (opaque to the store): the
-//! response status and end-to-end headers, and the freshness facts needed to compute Age
-//! and to explain which TTL rule applied. Encoded as `[version byte 1] ++ bincode 2`
-//! (fixed-width little-endian integers, at most 1 MiB); storage-format.md §"Edge metadata"
-//! is the contract.
+//! What the edge keeps in a stored object's metadata bytes (opaque to the store): either a
+//! response (status, end-to-end headers, and the freshness facts needed to compute Age,
+//! decide reuse and explain which TTL rule applied) or, at a response's primary key when
+//! it has `Vary`, the list of header names its variants are keyed by. Encoded as
+//! `[version byte 2] ++ bincode 2` (fixed-width little-endian integers, at most 1 MiB);
+//! storage-format.md §8 is the contract. Metadata of another version (version 1 objects
+//! from before Vary support) is refused, and the edge refetches the object.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
 /// Version byte of the encoding below.
-pub const META_VERSION: u8 = 1;
+pub const META_VERSION: u8 = 2;
 const MAX_META_LEN: usize = 1 << 20;
 
 /// A stored response.
@@ -29,9 +31,66 @@ pub struct StoredResponse {
     pub ttl_s: u64,
     /// Stored but must be revalidated before every use (`no-cache` with min_ttl 0).
     pub revalidate_each_use: bool,
+    /// Never served stale (must-revalidate, proxy-revalidate, s-maxage).
+    pub must_revalidate: bool,
+    /// RFC 5861 windows, seconds.
+    pub stale_while_revalidate_s: Option<u64>,
+    pub stale_if_error_s: Option<u64>,
     /// Which TTL rule applied (s-maxage, max-age, expires, default, …) and which clamp.
     pub ttl_rule: String,
     pub ttl_clamp: String,
+    /// Header names this response varies on (lower case); empty without `Vary`.
+    pub vary: Vec<String>,
+}
+
+/// What a stored object's metadata holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Meta {
+    /// A response (with its body in the object).
+    Response(StoredResponse),
+    /// At a primary key: the response varies on these header names; each variant is
+    /// stored under the primary key extended by its variant suffix. The body is empty.
+    Variants(Vec<String>),
+}
+
+impl Meta {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![META_VERSION];
+        // Encoding into a Vec only fails past the size limit, which headers bounded by
+        // hyper's limits never reach; an empty result would fail decoding, never mislead.
+        if bincode::serde::encode_into_std_write(self, &mut out, bincode_config()).is_err() {
+            out.truncate(1);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, MetaError> {
+        let (&v, rest) = bytes.split_first().ok_or(MetaError::Empty)?;
+        if v != META_VERSION {
+            return Err(MetaError::Version(v));
+        }
+        let (meta, used): (Self, usize) = bincode::serde::decode_from_slice(rest, bincode_config())
+            .map_err(|e| MetaError::Decode(e.to_string()))?;
+        if used != rest.len() {
+            return Err(MetaError::Decode(format!(
+                "{} trailing bytes",
+                rest.len() - used
+            )));
+        }
+        Ok(meta)
+    }
+}
+
+/// How long a response stays fresh and how it may be reused once stale.
+#[derive(Debug, Clone)]
+pub struct Freshness {
+    pub lifetime: Duration,
+    pub rule: &'static str,
+    pub clamp: &'static str,
+    pub revalidate_each_use: bool,
+    pub must_revalidate: bool,
+    pub stale_while_revalidate: Option<Duration>,
+    pub stale_if_error: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +129,8 @@ impl StoredResponse {
         request_time: SystemTime,
         response_time: SystemTime,
         initial_age: Duration,
-        decision: &crate::httpcache::TtlDecision,
+        freshness: &Freshness,
+        vary: Vec<String>,
     ) -> Self {
         Self {
             status: status.as_u16(),
@@ -78,10 +138,14 @@ impl StoredResponse {
             request_time_ms: to_ms(request_time),
             response_time_ms: to_ms(response_time),
             initial_age_s: initial_age.as_secs(),
-            ttl_s: decision.ttl.as_secs(),
-            revalidate_each_use: decision.revalidate_each_use,
-            ttl_rule: decision.rule.as_str().to_string(),
-            ttl_clamp: decision.clamp.as_str().to_string(),
+            ttl_s: freshness.lifetime.as_secs(),
+            revalidate_each_use: freshness.revalidate_each_use,
+            must_revalidate: freshness.must_revalidate,
+            stale_while_revalidate_s: freshness.stale_while_revalidate.map(|d| d.as_secs()),
+            stale_if_error_s: freshness.stale_if_error.map(|d| d.as_secs()),
+            ttl_rule: freshness.rule.to_string(),
+            ttl_clamp: freshness.clamp.to_string(),
+            vary,
         }
     }
 
@@ -92,30 +156,9 @@ impl StoredResponse {
                 .saturating_sub(Duration::from_secs(self.initial_age_s))
     }
 
+    /// Encoded as [`Meta::Response`].
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![META_VERSION];
-        // Encoding into a Vec only fails past the size limit, which headers bounded by
-        // hyper's limits never reach; an empty result would fail decoding, never mislead.
-        if bincode::serde::encode_into_std_write(self, &mut out, bincode_config()).is_err() {
-            out.truncate(1);
-        }
-        out
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self, MetaError> {
-        let (&v, rest) = bytes.split_first().ok_or(MetaError::Empty)?;
-        if v != META_VERSION {
-            return Err(MetaError::Version(v));
-        }
-        let (meta, used): (Self, usize) = bincode::serde::decode_from_slice(rest, bincode_config())
-            .map_err(|e| MetaError::Decode(e.to_string()))?;
-        if used != rest.len() {
-            return Err(MetaError::Decode(format!(
-                "{} trailing bytes",
-                rest.len() - used
-            )));
-        }
-        Ok(meta)
+        Meta::Response(self.clone()).encode()
     }
 
     pub fn status(&self) -> StatusCode {
@@ -172,37 +215,39 @@ mod tests {
             initial_age_s: 3,
             ttl_s: 86400,
             revalidate_each_use: false,
+            must_revalidate: true,
+            stale_while_revalidate_s: Some(30),
+            stale_if_error_s: None,
             ttl_rule: "max-age".into(),
             ttl_clamp: "none".into(),
+            vary: vec!["accept-language".into()],
         }
     }
 
     #[test]
     fn round_trips_and_refuses_damage() {
-        let m = sample();
-        let bytes = m.encode();
-        assert_eq!(bytes[0], META_VERSION);
-        assert_eq!(StoredResponse::decode(&bytes).unwrap(), m);
-        assert!(matches!(StoredResponse::decode(&[]), Err(MetaError::Empty)));
-        let mut v2 = bytes.clone();
-        v2[0] = 2;
-        assert!(matches!(
-            StoredResponse::decode(&v2),
-            Err(MetaError::Version(2))
-        ));
-        for cut in 1..bytes.len() {
-            assert!(
-                StoredResponse::decode(&bytes[..cut]).is_err(),
-                "cut at {cut}"
-            );
+        for m in [
+            Meta::Response(sample()),
+            Meta::Variants(vec!["accept".into()]),
+        ] {
+            let bytes = m.encode();
+            assert_eq!(bytes[0], META_VERSION);
+            assert_eq!(Meta::decode(&bytes).unwrap(), m);
+            for cut in 1..bytes.len() {
+                assert!(Meta::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+            let mut long = bytes.clone();
+            long.push(0);
+            assert!(Meta::decode(&long).is_err());
         }
-        let mut long = bytes.clone();
-        long.push(0);
-        assert!(StoredResponse::decode(&long).is_err());
+        assert!(matches!(Meta::decode(&[]), Err(MetaError::Empty)));
+        let mut v1 = sample().encode();
+        v1[0] = 1;
+        assert!(matches!(Meta::decode(&v1), Err(MetaError::Version(1))));
         // A huge length prefix must not allocate what it asks for.
-        let mut huge = vec![META_VERSION, 200, 0];
+        let mut huge = vec![META_VERSION, 0, 0, 0, 0, 200, 0];
         huge.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(StoredResponse::decode(&huge).is_err());
+        assert!(Meta::decode(&huge).is_err());
     }
 
     #[test]

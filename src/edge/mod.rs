@@ -3,8 +3,10 @@
 //! access logs. `server` owns connections, `pipeline` one request, `fill` one origin fetch
 //! into the store, `respond` the headers every response carries.
 
+mod cached;
 mod fill;
 mod forward;
+mod hit;
 pub mod meta;
 mod pipeline;
 mod respond;

@@ -18,29 +18,27 @@ use hyper::body::Incoming;
 use crate::access_log::{new_request_id, LogEntry};
 use crate::body::{self, BoxBody, BoxError};
 use crate::cache_key::{cache_key, normalize_path, KeyError, KeyInput};
-use crate::collapse::{Fill, Joined, Reader};
-use crate::edge::fill::{self, FillHead, FillRequest};
+use crate::collapse::Reader;
+use crate::edge::fill::{self, FillHead};
 use crate::edge::forward::{origin_request, Viewer};
-use crate::edge::meta::StoredResponse;
-use crate::edge::respond::{self, decorate, set_age};
+use crate::edge::respond::{self, decorate};
 use crate::edge::router::host_name;
 use crate::edge::tracked::{Outcome, Tracked};
-use crate::edge::{Edge, ResultType, Runtime};
+use crate::edge::{cached, Edge, ResultType, Runtime};
 use crate::httpcache;
 use crate::origin::fetch;
-use crate::store::Hit;
 
 /// How the request was answered, for headers and the log.
-struct Answer {
-    resp: Response<BoxBody>,
-    result: ResultType,
+pub(super) struct Answer {
+    pub resp: Response<BoxBody>,
+    pub result: ResultType,
     /// CloudFront's x-edge-detailed-result-type (e.g. OriginConnectError).
-    detailed: &'static str,
-    dist: Option<usize>,
+    pub detailed: &'static str,
+    pub dist: Option<usize>,
 }
 
 impl Answer {
-    fn new(resp: Response<BoxBody>, result: ResultType, dist: Option<usize>) -> Self {
+    pub fn new(resp: Response<BoxBody>, result: ResultType, dist: Option<usize>) -> Self {
         Self {
             resp,
             result,
@@ -352,191 +350,15 @@ async fn answer(
     };
     let method = req.method().clone();
     if method != Method::GET && method != Method::HEAD {
-        return pass_through(rt, di, bi, keyed, viewer, req).await;
+        return pass_through(edge, rt, di, bi, keyed, viewer, req).await;
     }
-    let head_only = method == Method::HEAD;
+    let headers = req.headers().clone();
     drop(req);
-
-    let now = SystemTime::now();
-    let mut stored = None;
-    match edge.store.lookup_async(&keyed.key).await {
-        Ok(Some(hit)) => match StoredResponse::decode(&hit.info.meta) {
-            Ok(meta) => {
-                let fresh = !meta.revalidate_each_use && hit.info.expires_at > now;
-                if fresh {
-                    return Answer::new(
-                        serve_hit(rt, hit, &meta, ResultType::Hit, head_only, now),
-                        ResultType::Hit,
-                        Some(di),
-                    );
-                }
-                if httpcache::has_validator(&meta.header_map()) {
-                    stored = Some((hit.info, meta));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(key = %String::from_utf8_lossy(&keyed.key), error = %e, "stored metadata unreadable; dropping the object");
-                let _ = edge.store.remove(&keyed.key);
-            }
-        },
-        Ok(None) => {}
-        Err(e) => {
-            tracing::warn!(key = %String::from_utf8_lossy(&keyed.key), error = %e, "store lookup failed; fetching from the origin")
-        }
-    }
-
-    let key = keyed.key.clone();
-    let mut direct = Some((keyed.clone(), viewer.clone()));
-    let req = FillRequest {
-        dist: di,
-        behavior: bi,
-        keyed,
-        viewer,
-        stored,
-    };
-    let (mut reader, mut leader) = match edge.fills.join(&key) {
-        Joined::Leader(r) => {
-            fill::spawn(edge.clone(), rt.clone(), req, r.fill().clone(), true);
-            (r, true)
-        }
-        Joined::Follower(r) => (r, false),
-    };
-    let head = loop {
-        let head = match reader.fill().head().await {
-            Ok(h) => h,
-            Err(e) => {
-                return err(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("The origin fetch failed: {}", e.0),
-                )
-            }
-        };
-        match (&*head, direct.take()) {
-            (
-                FillHead::Response {
-                    shareable: false, ..
-                },
-                Some((keyed, viewer)),
-            ) if !leader => {
-                // Not ours to see (Set-Cookie, private, …): fetch for this viewer alone.
-                let own = Arc::new(Fill::new());
-                let Some(r) = own.reader() else {
-                    return err(StatusCode::BAD_GATEWAY, "The origin fetch failed.");
-                };
-                let req = FillRequest {
-                    dist: di,
-                    behavior: bi,
-                    keyed,
-                    viewer,
-                    stored: None,
-                };
-                fill::spawn(edge.clone(), rt.clone(), req, own, false);
-                reader = r;
-                leader = true;
-            }
-            _ => break head,
-        }
-    };
-    match &*head {
-        FillHead::Failed { status, .. } => {
-            let timeout = *status == StatusCode::GATEWAY_TIMEOUT;
-            let msg = if timeout {
-                "The origin did not answer in time."
-            } else {
-                "The origin could not be reached or sent a bad response."
-            };
-            let mut a = err(*status, msg);
-            a.detailed = if timeout {
-                "OriginReadTimeout"
-            } else {
-                "OriginConnectError"
-            };
-            a
-        }
-        FillHead::Refreshed => match edge.store.lookup_async(&key).await {
-            Ok(Some(hit)) => match StoredResponse::decode(&hit.info.meta) {
-                Ok(meta) => Answer::new(
-                    serve_hit(
-                        rt,
-                        hit,
-                        &meta,
-                        ResultType::RefreshHit,
-                        head_only,
-                        SystemTime::now(),
-                    ),
-                    ResultType::RefreshHit,
-                    Some(di),
-                ),
-                Err(_) => err(
-                    StatusCode::BAD_GATEWAY,
-                    "The refreshed object could not be read.",
-                ),
-            },
-            _ => err(
-                StatusCode::BAD_GATEWAY,
-                "The refreshed object could not be read.",
-            ),
-        },
-        FillHead::Response {
-            status, headers, ..
-        } => {
-            let mut h = headers.clone();
-            let result = ResultType::from_origin_status(*status);
-            decorate(&mut h, name, result);
-            let body = if head_only {
-                body::empty()
-            } else {
-                follow_body(reader)
-            };
-            let mut resp = Response::new(body);
-            *resp.status_mut() = *status;
-            *resp.headers_mut() = h;
-            Answer::new(resp, result, Some(di))
-        }
-    }
-}
-
-/// A hit: the stored status and headers with a fresh Age, the body from the store.
-fn serve_hit(
-    rt: &Runtime,
-    hit: Hit,
-    meta: &StoredResponse,
-    result: ResultType,
-    head_only: bool,
-    now: SystemTime,
-) -> Response<BoxBody> {
-    let mut h = meta.header_map();
-    h.insert(CONTENT_LENGTH, HeaderValue::from(hit.body.len()));
-    set_age(&mut h, meta.age_at(now));
-    decorate(&mut h, &rt.config.edge.name, result);
-    let body = if head_only {
-        body::empty()
-    } else {
-        store_body(hit)
-    };
-    let mut resp = Response::new(body);
-    *resp.status_mut() = meta.status();
-    *resp.headers_mut() = h;
-    resp
-}
-
-/// The stored body, chunk by chunk, each chunk checked before it leaves; a failed check
-/// ends the body with an error (the connection closes, the viewer never gets a wrong
-/// byte).
-fn store_body(hit: Hit) -> BoxBody {
-    let s = stream::unfold(Some(hit.body), |body| async move {
-        let mut body = body?;
-        match body.next_chunk_async().await {
-            None => None,
-            Some(Ok(b)) => Some((Ok(Frame::data(b)), Some(body))),
-            Some(Err(e)) => Some((Err(Box::new(e) as BoxError), None)),
-        }
-    });
-    StreamBody::new(s).boxed_unsync()
+    cached::answer(edge, rt, di, bi, keyed, viewer, method, headers).await
 }
 
 /// The body of a fill, as its chunks arrive.
-fn follow_body(reader: Reader<FillHead>) -> BoxBody {
+pub(super) fn follow_body(reader: Reader<FillHead>) -> BoxBody {
     let s = stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
         match reader.next().await {
@@ -551,6 +373,7 @@ fn follow_body(reader: Reader<FillHead>) -> BoxBody {
 /// Methods the edge does not cache go to the origin as they are (with what the key
 /// includes) and their responses straight back.
 async fn pass_through(
+    edge: &Edge,
     rt: &Arc<Runtime>,
     di: usize,
     bi: Option<usize>,
@@ -591,24 +414,85 @@ async fn pass_through(
             Some(di),
         )
     };
-    match fetched.map(|f| f.result) {
-        None => err(
+    let Some(fetched) = fetched else {
+        return err(
             StatusCode::BAD_GATEWAY,
             "No origin is configured for this path.",
-        ),
-        Some(Err(e)) => {
+        );
+    };
+    match fetched.result {
+        Err(e) => {
             tracing::warn!(distribution = %d.id, error = %e, "origin request failed");
             err(
                 e.status(),
                 "The origin could not be reached or sent a bad response.",
             )
         }
-        Some(Ok(resp)) => {
+        Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
+            invalidate_after(
+                edge,
+                rt,
+                di,
+                &fetched.origin.origin,
+                &method,
+                &keyed,
+                &parts,
+            );
             httpcache::strip_hop_by_hop(&mut parts.headers);
             let result = ResultType::from_origin_status(parts.status);
             decorate(&mut parts.headers, name, result);
             Answer::new(Response::from_parts(parts, body), result, Some(di))
+        }
+    }
+}
+
+/// RFC 9111 §4.4: a non-error response to an unsafe method invalidates what is stored for
+/// the request's path and for same-origin Location / Content-Location paths (every
+/// variant: the invalidation is a prefix removal of the exact path).
+fn invalidate_after(
+    edge: &Edge,
+    rt: &Runtime,
+    di: usize,
+    origin: &crate::config::Origin,
+    method: &Method,
+    keyed: &crate::cache_key::KeyedRequest,
+    resp: &http::response::Parts,
+) {
+    let d = &rt.config.distributions[di];
+    // The origin's responses speak in its own URL space: its authority, its path prefix.
+    let origin_path = format!("{}{}", origin.path, keyed.path);
+    let authority = match &keyed.viewer_host {
+        Some(h) => h.clone(),
+        None => format!("{}:{}", origin.host, origin.port),
+    };
+    let targets = httpcache::invalidation_targets(
+        method,
+        resp.status,
+        &origin_path,
+        Some(&authority),
+        &resp.headers,
+    );
+    for target in targets {
+        let Some(viewer_path) = target.strip_prefix(origin.path.as_str()) else {
+            continue;
+        };
+        let Ok(mut path) = normalize_path(viewer_path) else {
+            continue;
+        };
+        if path == "/" {
+            if let Some(root) = &d.default_root_object {
+                path = format!("/{root}");
+            }
+        }
+        let prefix = crate::cache_key::exact_path_prefix(&d.id, &path);
+        match edge.store.remove_prefix(&prefix) {
+            Ok(n) => {
+                tracing::debug!(distribution = %d.id, path = %path, removed = n, "invalidated after {method}")
+            }
+            Err(e) => {
+                tracing::warn!(distribution = %d.id, path = %path, error = %e, "invalidation after {method} failed")
+            }
         }
     }
 }

@@ -1,15 +1,27 @@
 //! HTTP caching semantics as pure functions over `http::HeaderMap` and `SystemTime`: no I/O,
-//! no async, no panics on any input. Cache-Control parsing (RFC 9111 §5.2), HTTP dates
-//! (RFC 9110 §5.6.7), Age and the age calculation (RFC 9111 §5.1, §4.2.3), CloudFront's TTL
-//! rules (the edge's default mode), hop-by-hop fields (RFC 9110 §7.6.1) and validators for
-//! revalidation (RFC 9111 §4.3.1).
+//! no async, no panics on any input. Cache-Control parsing (RFC 9111 §5.2), targeted
+//! cache-control fields (RFC 9213), HTTP dates (RFC 9110 §5.6.7), Age and the age
+//! calculation (RFC 9111 §5.1, §4.2.3), CloudFront's TTL rules (the edge's default mode),
+//! the storing decision in CloudFront or strict RFC 9111 mode (RFC 9111 §3, §4.2), the reuse
+//! decision with RFC 5861's stale windows (RFC 9111 §4), hop-by-hop fields
+//! (RFC 9110 §7.6.1), validators for
+//! revalidation (RFC 9111 §4.3.1), viewers' conditional requests (RFC 9110 §13,
+//! `conditional`), byte ranges (RFC 9110 §14, `range`), Vary (RFC 9111 §4.1) and
+//! invalidation after unsafe methods (RFC 9111 §4.4).
 
 mod age;
 mod cache_control;
+pub mod conditional;
 mod date;
 mod hop_by_hop;
+mod invalidate;
+pub mod range;
+mod reuse;
+mod store;
+mod targeted;
 mod ttl;
 mod validators;
+mod vary;
 
 pub use age::{current_age, initial_age, parse_age};
 pub use cache_control::{
@@ -17,11 +29,22 @@ pub use cache_control::{
 };
 pub use date::{format_http_date, parse_http_date};
 pub use hop_by_hop::{is_hop_by_hop, strip_hop_by_hop, HOP_BY_HOP};
+pub use invalidate::{invalidation_targets, is_safe};
+pub use reuse::{reuse, stale_if_error_allows, Reuse, StoredFacts};
+pub use store::{
+    cloudfront_error_status, decide_store, heuristically_cacheable, reason, understood_status,
+    ErrorTtls, Mode, RequestFacts, StoreDecision, StorePolicy, DEFAULT_ERROR_TTL,
+    DEFAULT_HEURISTIC_MAX,
+};
+pub use targeted::{
+    governing_cache_control, parse_targeted, CcSource, CAIRN_CDN_CACHE_CONTROL, CDN_CACHE_CONTROL,
+};
 pub use ttl::{
-    cacheable_status, cloudfront_ttl, cloudfront_ttl_with, Clamp, NotStoredReason, TtlDecision,
-    TtlRule, TtlSettings,
+    cacheable_status, cloudfront_ttl, cloudfront_ttl_governed, cloudfront_ttl_with, Clamp,
+    NotStoredReason, TtlDecision, TtlRule, TtlSettings,
 };
 pub use validators::{conditional_headers, has_validator, is_valid_etag};
+pub use vary::{normalized_value, variant_suffix, vary_spec, VarySpec};
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,8 @@
 //! `[min_ttl, max_ttl]`. With `min_ttl == 0`, `no-store` and `private` mean not stored and
 //! `no-cache` means stored but revalidated on every use; with `min_ttl > 0` CloudFront
 //! ignores those three directives and stores the response for the clamped TTL.
+//! [`cloudfront_ttl_governed`] applies the same rules to the directives of a targeted field
+//! (RFC 9213), which replace Expires as well as Cache-Control.
 
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +18,7 @@ use http::{HeaderMap, StatusCode};
 use super::age::elapsed;
 use super::cache_control::CacheControl;
 use super::date::parse_http_date;
+use super::targeted::CcSource;
 
 /// A cache behavior's TTLs, in seconds. Config validation is expected to keep
 /// `min_ttl <= default_ttl <= max_ttl`; if it does not, `min_ttl` wins over `max_ttl`.
@@ -50,6 +53,11 @@ pub enum TtlRule {
     Default,
     /// `no-cache` with `min_ttl == 0`: stored with a zero TTL, revalidated on every use.
     NoCache,
+    /// No explicit expiration: a fraction of the time since Last-Modified (RFC 9111
+    /// §4.2.2), in strict mode.
+    Heuristic,
+    /// An error status without explicit expiration: the behavior's error caching TTL.
+    ErrorTtl,
     /// Not stored; see [`TtlDecision::not_stored`].
     NotStored,
 }
@@ -62,6 +70,8 @@ impl TtlRule {
             TtlRule::Expires => "expires",
             TtlRule::Default => "default",
             TtlRule::NoCache => "no-cache",
+            TtlRule::Heuristic => "heuristic",
+            TtlRule::ErrorTtl => "error-ttl",
             TtlRule::NotStored => "not-stored",
         }
     }
@@ -166,6 +176,20 @@ pub fn cloudfront_ttl_with(
     settings: &TtlSettings,
     now: SystemTime,
 ) -> TtlDecision {
+    cloudfront_ttl_governed(resp, cc, CcSource::CacheControl, status, settings, now)
+}
+
+/// [`cloudfront_ttl_with`] for the directives that govern this cache (RFC 9213, see
+/// [`governing_cache_control`](super::governing_cache_control)): when `source` is a
+/// targeted field, `cc` holds its directives and Expires is ignored (RFC 9213 §2.2).
+pub fn cloudfront_ttl_governed(
+    resp: &HeaderMap,
+    cc: &CacheControl,
+    source: CcSource,
+    status: StatusCode,
+    settings: &TtlSettings,
+    now: SystemTime,
+) -> TtlDecision {
     if !cacheable_status(status) {
         return TtlDecision::not_stored(NotStoredReason::Status);
     }
@@ -191,7 +215,8 @@ pub fn cloudfront_ttl_with(
             };
         }
     }
-    let (raw, rule) = origin_ttl(resp, cc, settings, now);
+    let (raw, rule) = explicit_ttl(resp, cc, !source.ignores_expires(), now)
+        .unwrap_or((settings.default_ttl, TtlRule::Default));
     let (ttl, clamp) = clamp_ttl(raw, settings);
     TtlDecision {
         store: true,
@@ -203,24 +228,27 @@ pub fn cloudfront_ttl_with(
     }
 }
 
-/// The unclamped TTL in seconds and its rule: s-maxage > max-age > Expires > default. An
-/// invalid s-maxage or max-age means stale at once (RFC 9111 §4.2.1), not a fall-through.
-fn origin_ttl(
+/// The explicit expiration time (RFC 9111 §4.2.1) in seconds and its rule: s-maxage >
+/// max-age > Expires (only if `use_expires`); `None` when there is none. An invalid
+/// s-maxage or max-age means stale at once (RFC 9111 §4.2.1), not a fall-through.
+pub(crate) fn explicit_ttl(
     resp: &HeaderMap,
     cc: &CacheControl,
-    settings: &TtlSettings,
+    use_expires: bool,
     now: SystemTime,
-) -> (u64, TtlRule) {
+) -> Option<(u64, TtlRule)> {
     if let Some(d) = cc.s_maxage {
-        return (d.secs().unwrap_or(0), TtlRule::SMaxAge);
+        return Some((d.secs().unwrap_or(0), TtlRule::SMaxAge));
     }
     if let Some(d) = cc.max_age {
-        return (d.secs().unwrap_or(0), TtlRule::MaxAge);
+        return Some((d.secs().unwrap_or(0), TtlRule::MaxAge));
     }
-    if let Some(secs) = expires_ttl(resp, now) {
-        return (secs, TtlRule::Expires);
+    if use_expires {
+        if let Some(secs) = expires_ttl(resp, now) {
+            return Some((secs, TtlRule::Expires));
+        }
     }
-    (settings.default_ttl, TtlRule::Default)
+    None
 }
 
 /// `Expires - Date` in seconds (RFC 9111 §4.2.1), with `now` standing in for a missing or
@@ -240,7 +268,7 @@ fn expires_ttl(resp: &HeaderMap, now: SystemTime) -> Option<u64> {
 }
 
 /// Clamps to `[min_ttl, max_ttl]`, `min_ttl` winning if the two cross.
-fn clamp_ttl(ttl: u64, settings: &TtlSettings) -> (u64, Clamp) {
+pub(crate) fn clamp_ttl(ttl: u64, settings: &TtlSettings) -> (u64, Clamp) {
     if ttl < settings.min_ttl {
         (settings.min_ttl, Clamp::Min)
     } else if ttl > settings.max_ttl {
@@ -590,6 +618,27 @@ mod tests {
             cloudfront_ttl_with(&h, &cc, StatusCode::OK, &WIDE, at(NOW)),
             cloudfront_ttl(&h, StatusCode::OK, &WIDE, at(NOW))
         );
+    }
+
+    #[test]
+    fn governed_variant_ignores_expires_for_targeted_fields() {
+        let expires = date(NOW + 500);
+        let h = headers(&[("expires", &expires), ("cdn-cache-control", "public")]);
+        let targeted = CacheControl::parse("public");
+        let d =
+            cloudfront_ttl_governed(&h, &targeted, CcSource::Cdn, StatusCode::OK, &WIDE, at(NOW));
+        stored(&d, 86_400, TtlRule::Default, Clamp::None);
+        let d = cloudfront_ttl_governed(
+            &h,
+            &targeted,
+            CcSource::CacheControl,
+            StatusCode::OK,
+            &WIDE,
+            at(NOW),
+        );
+        stored(&d, 500, TtlRule::Expires, Clamp::None);
+        assert_eq!(TtlRule::Heuristic.as_str(), "heuristic");
+        assert_eq!(TtlRule::ErrorTtl.as_str(), "error-ttl");
     }
 
     #[test]

@@ -1,0 +1,327 @@
+//! GET and HEAD: the cached path. Find the stored response (following `Vary` to the
+//! viewer's variant), decide how it may be reused (RFC 9111 §4, RFC 5861), and answer:
+//! from the store (Hit), from the store while a background fill refreshes it
+//! (stale-while-revalidate), after revalidating it (RefreshHit), from the stale copy when
+//! the origin fails (stale-if-error), or by following a collapsed fill (Miss).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::{HeaderMap, Method, Response, StatusCode};
+
+use crate::body;
+use crate::cache_key::KeyedRequest;
+use crate::collapse::{Fill, Joined};
+use crate::edge::fill::{self, FillHead, FillRequest};
+use crate::edge::forward::Viewer;
+use crate::edge::meta::{Meta, StoredResponse};
+use crate::edge::pipeline::{follow_body, Answer};
+use crate::edge::respond::{self, decorate};
+use crate::edge::{hit, Edge, ResultType, Runtime};
+use crate::httpcache::{self, Mode, RequestFacts, Reuse, StoredFacts};
+use crate::store::Hit;
+
+/// The stored response found for a request.
+pub struct Found {
+    pub hit: Hit,
+    pub meta: StoredResponse,
+}
+
+/// Looks `key` up, following a `Vary` index to the variant for `req`.
+pub async fn lookup(edge: &Edge, key: &[u8], req: &HeaderMap) -> Option<Found> {
+    let mut key = key.to_vec();
+    for _ in 0..2 {
+        let hit = match edge.store.lookup_async(&key).await {
+            Ok(Some(h)) => h,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(key = %String::from_utf8_lossy(&key), error = %e, "store lookup failed; fetching from the origin");
+                return None;
+            }
+        };
+        match Meta::decode(&hit.info.meta) {
+            Ok(Meta::Response(meta)) => return Some(Found { hit, meta }),
+            Ok(Meta::Variants(names)) => key = variant_key(&key, &names, req),
+            Err(e) => {
+                tracing::warn!(key = %String::from_utf8_lossy(&key), error = %e, "stored metadata unreadable; dropping the object");
+                let _ = edge.store.remove(&key);
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// The key of the variant of `primary` that `req` selects.
+pub fn variant_key(primary: &[u8], names: &[String], req: &HeaderMap) -> Vec<u8> {
+    let names: Vec<http::HeaderName> = names
+        .iter()
+        .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect();
+    let mut k = primary.to_vec();
+    // 0x00 never occurs inside a key field (cache_key escapes it), so the suffix cannot
+    // be confused with the primary key's fields; exact-path prefixes still match.
+    k.push(0);
+    k.extend_from_slice(&httpcache::variant_suffix(&names, req));
+    k
+}
+
+fn stored_facts(meta: &StoredResponse, now: SystemTime) -> StoredFacts {
+    StoredFacts {
+        freshness: std::time::Duration::from_secs(meta.ttl_s),
+        current_age: meta.age_at(now),
+        revalidate_each_use: meta.revalidate_each_use,
+        must_revalidate: meta.must_revalidate,
+        stale_while_revalidate: meta
+            .stale_while_revalidate_s
+            .map(std::time::Duration::from_secs),
+        stale_if_error: meta.stale_if_error_s.map(std::time::Duration::from_secs),
+        has_validator: httpcache::has_validator(&meta.header_map()),
+    }
+}
+
+/// RFC 9111 §3.5: a response to a request with Authorization is reused only when it says
+/// shared caches may (public, s-maxage, must-revalidate).
+fn authorization_allows(meta: &StoredResponse) -> bool {
+    let cc = httpcache::CacheControl::from_headers(&meta.header_map());
+    cc.public || cc.s_maxage.is_some() || cc.must_revalidate
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn answer(
+    edge: &Arc<Edge>,
+    rt: &Arc<Runtime>,
+    di: usize,
+    bi: Option<usize>,
+    keyed: KeyedRequest,
+    viewer: Viewer,
+    method: Method,
+    req: HeaderMap,
+) -> Answer {
+    let name = &rt.config.edge.name;
+    let err = |status, msg: &str| {
+        Answer::new(
+            respond::error(status, msg, name),
+            ResultType::Error,
+            Some(di),
+        )
+    };
+    let d = &rt.config.distributions[di];
+    let b = fill::behavior(d, bi);
+    let mode = if b.strict() {
+        Mode::Strict
+    } else {
+        Mode::CloudFront
+    };
+    let facts = RequestFacts::from_request(&method, &req);
+    let now = SystemTime::now();
+
+    let found = lookup(edge, &keyed.key, &req).await;
+    let mut stale: Option<Found> = None;
+    let mut own_fetch = false;
+    if let Some(f) = found {
+        let sf = stored_facts(&f.meta, now);
+        if facts.has_authorization && !authorization_allows(&f.meta) {
+            own_fetch = true;
+        } else {
+            match httpcache::reuse(mode, &sf, &facts) {
+                Reuse::Fresh => {
+                    return Answer::new(
+                        hit::serve(rt, f.hit, &f.meta, ResultType::Hit, &method, &req, now),
+                        ResultType::Hit,
+                        Some(di),
+                    )
+                }
+                Reuse::StaleWhileRevalidate => {
+                    refresh_in_background(edge, rt, di, bi, &keyed, &viewer, &req, &f);
+                    let mut a = Answer::new(
+                        hit::serve(rt, f.hit, &f.meta, ResultType::Hit, &method, &req, now),
+                        ResultType::Hit,
+                        Some(di),
+                    );
+                    a.detailed = "StaleWhileRevalidate";
+                    return a;
+                }
+                Reuse::Revalidate | Reuse::Fetch => stale = Some(f),
+            }
+        }
+    }
+
+    let key = keyed.key.clone();
+    let mut direct = Some((keyed.clone(), viewer.clone()));
+    let stored = stale.as_ref().map(|f| (f.hit.info.clone(), f.meta.clone()));
+    let request = FillRequest {
+        dist: di,
+        behavior: bi,
+        keyed,
+        viewer,
+        stored,
+        request: req.clone(),
+    };
+    let (mut reader, mut leader) = if own_fetch {
+        let own = Arc::new(Fill::new());
+        let Some(r) = own.reader() else {
+            return err(StatusCode::BAD_GATEWAY, "The origin fetch failed.");
+        };
+        fill::spawn(edge.clone(), rt.clone(), request, own, false);
+        (r, true)
+    } else {
+        match edge.fills.join(&key) {
+            Joined::Leader(r) => {
+                fill::spawn(edge.clone(), rt.clone(), request, r.fill().clone(), true);
+                (r, true)
+            }
+            Joined::Follower(r) => (r, false),
+        }
+    };
+    let head = loop {
+        let head = match reader.fill().head().await {
+            Ok(h) => h,
+            Err(e) => {
+                return err(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("The origin fetch failed: {}", e.0),
+                )
+            }
+        };
+        let not_ours = match &*head {
+            FillHead::Response {
+                shareable: false, ..
+            } => true,
+            FillHead::Response {
+                vary: Some((names, suffix)),
+                ..
+            } => httpcache::variant_suffix(names, &req) != *suffix,
+            _ => false,
+        };
+        match direct.take() {
+            Some((keyed, viewer)) if not_ours && !leader => {
+                // Not ours to see (Set-Cookie, private, another variant): fetch alone.
+                let own = Arc::new(Fill::new());
+                let Some(r) = own.reader() else {
+                    return err(StatusCode::BAD_GATEWAY, "The origin fetch failed.");
+                };
+                let request = FillRequest {
+                    dist: di,
+                    behavior: bi,
+                    keyed,
+                    viewer,
+                    stored: None,
+                    request: req.clone(),
+                };
+                fill::spawn(edge.clone(), rt.clone(), request, own, false);
+                reader = r;
+                leader = true;
+            }
+            _ => break head,
+        }
+    };
+
+    // RFC 5861 §4: an error while revalidating may be answered with the stale copy.
+    let origin_failed = match &*head {
+        FillHead::Failed { .. } => true,
+        FillHead::Response { status, .. } => matches!(status.as_u16(), 500 | 502 | 503 | 504),
+        _ => false,
+    };
+    if origin_failed {
+        if let Some(f) = stale.take() {
+            let sf = stored_facts(&f.meta, now);
+            if httpcache::stale_if_error_allows(mode, &sf, &facts) {
+                let mut a = Answer::new(
+                    hit::serve(
+                        rt,
+                        f.hit,
+                        &f.meta,
+                        ResultType::Hit,
+                        &method,
+                        &req,
+                        SystemTime::now(),
+                    ),
+                    ResultType::Hit,
+                    Some(di),
+                );
+                a.detailed = "StaleIfError";
+                return a;
+            }
+        }
+    }
+
+    match &*head {
+        FillHead::Failed { status, .. } => {
+            let timeout = *status == StatusCode::GATEWAY_TIMEOUT;
+            let msg = if timeout {
+                "The origin did not answer in time."
+            } else {
+                "The origin could not be reached or sent a bad response."
+            };
+            let mut a = err(*status, msg);
+            a.detailed = if timeout {
+                "OriginReadTimeout"
+            } else {
+                "OriginConnectError"
+            };
+            a
+        }
+        FillHead::Refreshed => match lookup(edge, &key, &req).await {
+            Some(f) => Answer::new(
+                hit::serve(
+                    rt,
+                    f.hit,
+                    &f.meta,
+                    ResultType::RefreshHit,
+                    &method,
+                    &req,
+                    SystemTime::now(),
+                ),
+                ResultType::RefreshHit,
+                Some(di),
+            ),
+            None => err(
+                StatusCode::BAD_GATEWAY,
+                "The refreshed object could not be read.",
+            ),
+        },
+        FillHead::Response {
+            status, headers, ..
+        } => {
+            let mut h = headers.clone();
+            let result = ResultType::from_origin_status(*status);
+            decorate(&mut h, name, result);
+            let body = if method == Method::HEAD {
+                body::empty()
+            } else {
+                follow_body(reader)
+            };
+            let mut resp = Response::new(body);
+            *resp.status_mut() = *status;
+            *resp.headers_mut() = h;
+            Answer::new(resp, result, Some(di))
+        }
+    }
+}
+
+/// stale-while-revalidate: one background revalidation per key (none if a fill for the
+/// key is already running); nobody waits for it.
+#[allow(clippy::too_many_arguments)]
+fn refresh_in_background(
+    edge: &Arc<Edge>,
+    rt: &Arc<Runtime>,
+    di: usize,
+    bi: Option<usize>,
+    keyed: &KeyedRequest,
+    viewer: &Viewer,
+    req: &HeaderMap,
+    f: &Found,
+) {
+    if let Joined::Leader(r) = edge.fills.join(&keyed.key) {
+        let request = FillRequest {
+            dist: di,
+            behavior: bi,
+            keyed: keyed.clone(),
+            viewer: viewer.clone(),
+            stored: Some((f.hit.info.clone(), f.meta.clone())),
+            request: req.clone(),
+        };
+        fill::spawn(edge.clone(), rt.clone(), request, r.fill().clone(), true);
+    }
+}
