@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header::{HeaderName, CONTENT_LENGTH, SET_COOKIE, TRANSFER_ENCODING};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, DATE, SET_COOKIE, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 
@@ -191,6 +191,7 @@ async fn run(
     httpcache::strip_hop_by_hop(&mut headers);
     let decision = httpcache::decide_store(&policy, &facts, parts.status, &headers, response_time);
     let age = httpcache::initial_age(&headers, request_time, response_time);
+    add_date_if_absent(&mut headers, response_time);
     let content_length = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -373,6 +374,7 @@ fn refresh(
     let mut merged = stored.header_map();
     let mut update = fresh.clone();
     httpcache::strip_hop_by_hop(&mut update);
+    add_date_if_absent(&mut update, response_time);
     for name in update.keys() {
         if name == CONTENT_LENGTH
             || name == http::header::CONTENT_ENCODING
@@ -409,6 +411,17 @@ fn refresh(
     };
     if let Err(e) = result {
         tracing::warn!(key = %String::from_utf8_lossy(key), error = %e, "could not refresh a revalidated object");
+    }
+}
+
+/// RFC 9110 §6.6.1: a response received without Date gets the time it was received
+/// before it is cached or forwarded, so that later hits send that Date with an Age that
+/// agrees with it (instead of a Date made up when each hit is sent).
+fn add_date_if_absent(headers: &mut HeaderMap, response_time: SystemTime) {
+    if !headers.contains_key(DATE) {
+        if let Ok(v) = HeaderValue::from_str(&httpcache::format_http_date(response_time)) {
+            headers.insert(DATE, v);
+        }
     }
 }
 

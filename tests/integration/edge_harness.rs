@@ -580,3 +580,19 @@ pub fn run_cairn(args: &[&str]) -> (Option<i32>, String, String) {
         .unwrap();
     (status.code(), out, err)
 }
+
+/// An origin answering every request 200 with the body "<target> #<n>" (`n` counts its
+/// requests from 1) and the headers `headers` picks for the request (called per request,
+/// so dates can be relative to the time of the response).
+pub async fn numbered_origin(
+    headers: impl Fn(&Seen) -> Vec<(&'static str, String)> + Send + Sync + 'static,
+) -> Origin {
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    Origin::start(move |seen| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let h = headers(seen);
+        let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        ok(format!("{} #{i}", seen.target).as_bytes(), &h)
+    })
+    .await
+}

@@ -7,6 +7,8 @@ mod edge_harness;
 mod edge_logs;
 mod edge_policy;
 mod fuzz_corpus;
+mod rfc_freshness;
+mod rfc_targeted;
 mod store_basic;
 mod store_capacity;
 mod store_corruption;
