@@ -351,7 +351,7 @@ fn unescape_utf8(bytes: &[u8]) -> Option<String> {
 }
 
 /// The path of the default root object, normalised like any request path.
-fn root_object_path(object: &str) -> Result<String, KeyError> {
+pub(crate) fn root_object_path(object: &str) -> Result<String, KeyError> {
     let object = object.trim_start_matches('/');
     if object.is_empty() {
         return Ok("/".to_owned());

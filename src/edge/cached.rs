@@ -80,6 +80,17 @@ fn stored_facts(meta: &StoredResponse, now: SystemTime) -> StoredFacts {
     }
 }
 
+/// A stored error response served from the cache is `Error` (as CloudFront labels cached
+/// 4xx/5xx), anything else `Hit`.
+fn hit_result(meta: &StoredResponse) -> ResultType {
+    let s = meta.status();
+    if s.is_client_error() || s.is_server_error() {
+        ResultType::Error
+    } else {
+        ResultType::Hit
+    }
+}
+
 /// RFC 9111 §3.5: a response to a request with Authorization is reused only when it says
 /// shared caches may (public, s-maxage, must-revalidate).
 fn authorization_allows(meta: &StoredResponse) -> bool {
@@ -126,11 +137,14 @@ pub async fn answer(
         } else {
             match httpcache::reuse(mode, &sf, &facts) {
                 Reuse::Fresh => {
-                    return Answer::new(
-                        hit::serve(rt, f.hit, &f.meta, ResultType::Hit, &method, &req, now),
-                        ResultType::Hit,
+                    let result = hit_result(&f.meta);
+                    let mut a = Answer::new(
+                        hit::serve(rt, f.hit, &f.meta, result, &method, &req, now),
+                        result,
                         Some(di),
-                    )
+                    );
+                    a.detailed = "Hit";
+                    return a;
                 }
                 Reuse::StaleWhileRevalidate => {
                     refresh_in_background(edge, rt, di, bi, &keyed, &viewer, &req, &f);

@@ -482,7 +482,11 @@ fn invalidate_after(
         };
         if path == "/" {
             if let Some(root) = &d.default_root_object {
-                path = format!("/{root}");
+                // The same normalised form as the key of "/" (cache_key).
+                let Ok(p) = crate::cache_key::root_object_path(root) else {
+                    continue;
+                };
+                path = p;
             }
         }
         let prefix = crate::cache_key::exact_path_prefix(&d.id, &path);

@@ -8,6 +8,8 @@ mod edge_logs;
 mod edge_policy;
 mod fuzz_corpus;
 mod rfc_freshness;
+mod rfc_invalidation;
+mod rfc_storing;
 mod rfc_targeted;
 mod store_basic;
 mod store_capacity;
