@@ -161,6 +161,17 @@ pub async fn answer(
         }
     }
 
+    // RFC 9111 §5.2.1.7 (strict mode honours request directives): only-if-cached gets a
+    // stored response that may be used without the origin, or 504.
+    if mode == Mode::Strict && facts.cache_control.only_if_cached {
+        let mut a = err(
+            StatusCode::GATEWAY_TIMEOUT,
+            "only-if-cached: no stored response may be used without the origin.",
+        );
+        a.detailed = "OnlyIfCached";
+        return a;
+    }
+
     let key = keyed.key.clone();
     let mut direct = Some((keyed.clone(), viewer.clone()));
     let stored = stale.as_ref().map(|f| (f.hit.info.clone(), f.meta.clone()));

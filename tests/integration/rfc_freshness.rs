@@ -462,3 +462,22 @@ async fn cloudfront_default_ttl_applies_without_freshness_headers() {
     let r = reused(&edge, &origin, "/default").await;
     assert!(age(&r) <= 1, "{:?}", r.headers);
 }
+
+// RFC 9111 §5.2.1.7: only-if-cached is answered from the cache or with 504, never by
+// asking the origin (strict mode, which honours request directives).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9111_5_2_1_7_only_if_cached_never_asks_the_origin() {
+    let origin = Origin::start(|_| ok(b"cached", &[("cache-control", "max-age=60")])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let edge = Edge::quick(&origin.url(), dir.path(), &["--default-ttl", "0"]);
+    let cold = get_with(edge.addr, "x", "/o", &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(cold.status, 504);
+    assert_eq!(origin.count("/o"), 0);
+    assert_eq!(get(edge.addr, "x", "/o").await.text(), "cached");
+    let warm = get_with(edge.addr, "x", "/o", &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(
+        (warm.status.as_u16(), warm.x_cache()),
+        (200, "Hit from cairn")
+    );
+    assert_eq!(origin.count("/o"), 1);
+}
