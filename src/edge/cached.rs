@@ -2,23 +2,29 @@
 //! viewer's variant), decide how it may be reused (RFC 9111 §4, RFC 5861), and answer:
 //! from the store (Hit), from the store while a background fill refreshes it
 //! (stale-while-revalidate), after revalidating it (RefreshHit), from the stale copy when
-//! the origin fails (stale-if-error), or by following a collapsed fill (Miss).
+//! the origin fails (stale-if-error), or by following a collapsed fill (Miss). A range
+//! request on a miss is answered from the fill as its bytes arrive (the whole object is
+//! fetched and stored) when the object's Content-Length is at most the behaviour's
+//! range_fill_max; above it the range goes to the origin and nothing is stored.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use futures_util::stream;
+use http::header::{HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, IF_RANGE, RANGE};
 use http::{HeaderMap, Method, Response, StatusCode};
 
-use crate::body;
+use crate::body::{self, BoxError};
 use crate::cache_key::KeyedRequest;
-use crate::collapse::{Fill, Joined};
+use crate::collapse::{Fill, Joined, Reader};
 use crate::edge::fill::{self, FillHead, FillRequest};
-use crate::edge::forward::Viewer;
+use crate::edge::forward::{origin_request, Viewer};
 use crate::edge::meta::{Meta, StoredResponse};
 use crate::edge::pipeline::{follow_body, Answer};
 use crate::edge::respond::{self, decorate};
 use crate::edge::{hit, Edge, ResultType, Runtime};
-use crate::httpcache::{self, Mode, RequestFacts, Reuse, StoredFacts};
+use crate::httpcache::{self, range, Mode, RequestFacts, Reuse, StoredFacts};
+use crate::origin::fetch;
 use crate::store::Hit;
 
 /// The stored response found for a request.
@@ -172,6 +178,17 @@ pub async fn answer(
         return a;
     }
 
+    // A range request on a miss fetches the whole object (to store it) only up to the
+    // behaviour's range_fill_max; the fill finds out from Content-Length.
+    let wants_range = method == Method::GET && {
+        let mut values = req.get_all(RANGE).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => range::parse_range(v).is_some(),
+            _ => false,
+        }
+    };
+    let range_fill_max = (wants_range && stale.is_none()).then_some(b.range_fill_max);
+    let for_pass_through = wants_range.then(|| (keyed.clone(), viewer.clone()));
     let key = keyed.key.clone();
     let mut direct = Some((keyed.clone(), viewer.clone()));
     let stored = stale.as_ref().map(|f| (f.hit.info.clone(), f.meta.clone()));
@@ -182,6 +199,7 @@ pub async fn answer(
         viewer,
         stored,
         request: req.clone(),
+        range_fill_max,
     };
     let (mut reader, mut leader) = if own_fetch {
         let own = Arc::new(Fill::new());
@@ -217,6 +235,8 @@ pub async fn answer(
                 vary: Some((names, suffix)),
                 ..
             } => httpcache::variant_suffix(names, &req) != *suffix,
+            // Abandoned for a range request: a viewer without one fetches the object.
+            FillHead::RangePassThrough => !wants_range,
             _ => false,
         };
         match direct.take() {
@@ -233,6 +253,7 @@ pub async fn answer(
                     viewer,
                     stored: None,
                     request: req.clone(),
+                    range_fill_max,
                 };
                 fill::spawn(edge.clone(), rt.clone(), request, own, false);
                 reader = r;
@@ -306,11 +327,41 @@ pub async fn answer(
                 "The refreshed object could not be read.",
             ),
         },
+        FillHead::RangePassThrough => match for_pass_through {
+            Some((keyed, viewer)) => range_pass_through(rt, di, bi, &keyed, &viewer, &req).await,
+            // A viewer without a range fetched the object itself (above).
+            None => err(StatusCode::BAD_GATEWAY, "The origin fetch failed."),
+        },
         FillHead::Response {
             status, headers, ..
         } => {
             let mut h = headers.clone();
             let result = ResultType::from_origin_status(*status);
+            // RFC 9110 §14.2: the range of a 200 whose length is known is cut out of the
+            // body as it arrives (the fill goes on storing the whole object).
+            let len = h
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let (true, Some(len)) = (wants_range && *status == StatusCode::OK, len) {
+                let outcome = range::range_request(&method, &req, &h, len);
+                let mut with_ranges = h.clone();
+                with_ranges.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                if let hit::Ranged::Partial(status, mut h, list) =
+                    hit::ranges(outcome, with_ranges, len)
+                {
+                    decorate(&mut h, name, result);
+                    let body = if list.is_empty() {
+                        body::empty()
+                    } else {
+                        hit::pieces(fill_chunks(reader), list)
+                    };
+                    let mut resp = Response::new(body);
+                    *resp.status_mut() = status;
+                    *resp.headers_mut() = h;
+                    return Answer::new(resp, result, Some(di));
+                }
+            }
             decorate(&mut h, name, result);
             let body = if method == Method::HEAD {
                 body::empty()
@@ -321,6 +372,86 @@ pub async fn answer(
             *resp.status_mut() = *status;
             *resp.headers_mut() = h;
             Answer::new(resp, result, Some(di))
+        }
+    }
+}
+
+/// A fill's body chunks as they arrive.
+fn fill_chunks(reader: Reader<FillHead>) -> hit::Chunks {
+    Box::pin(stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        match reader.next().await {
+            Ok(Some(b)) => Some((Ok(b), Some(reader))),
+            Ok(None) => None,
+            Err(e) => Some((Err(Box::new(e) as BoxError), None)),
+        }
+    }))
+}
+
+/// A range request on a miss for an object above the behaviour's range_fill_max: the
+/// viewer's Range (and If-Range) go to the origin and its answer comes back, not stored.
+async fn range_pass_through(
+    rt: &Runtime,
+    di: usize,
+    bi: Option<usize>,
+    keyed: &KeyedRequest,
+    viewer: &Viewer,
+    req: &HeaderMap,
+) -> Answer {
+    let d = &rt.config.distributions[di];
+    let plan = fill::plan(rt, d, fill::behavior(d, bi));
+    let name = &rt.config.edge.name;
+    let mut extra = HeaderMap::new();
+    for field in [RANGE, IF_RANGE] {
+        if let Some(v) = req.get(&field) {
+            extra.insert(field, v.clone());
+        }
+    }
+    let fetched = fetch(&plan, &Method::GET, |origin| {
+        origin_request(
+            origin,
+            name,
+            Method::GET,
+            keyed,
+            viewer,
+            extra.clone(),
+            None,
+        )
+    })
+    .await;
+    let err = |status, msg: &str| {
+        Answer::new(
+            respond::error(status, msg, name),
+            ResultType::Error,
+            Some(di),
+        )
+    };
+    let Some(fetched) = fetched else {
+        return err(
+            StatusCode::BAD_GATEWAY,
+            "No origin is configured for this path.",
+        );
+    };
+    match fetched.result {
+        Err(e) => {
+            tracing::warn!(distribution = %d.id, error = %e, "origin request failed");
+            let mut a = err(
+                e.status(),
+                "The origin could not be reached or sent a bad response.",
+            );
+            a.detailed = if e.status() == StatusCode::GATEWAY_TIMEOUT {
+                "OriginReadTimeout"
+            } else {
+                "OriginConnectError"
+            };
+            a
+        }
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            httpcache::strip_hop_by_hop(&mut parts.headers);
+            let result = ResultType::from_origin_status(parts.status);
+            decorate(&mut parts.headers, name, result);
+            Answer::new(Response::from_parts(parts, body), result, Some(di))
         }
     }
 }
@@ -346,6 +477,7 @@ fn refresh_in_background(
             viewer: viewer.clone(),
             stored: Some((f.hit.info.clone(), f.meta.clone())),
             request: req.clone(),
+            range_fill_max: None,
         };
         fill::spawn(edge.clone(), rt.clone(), request, r.fill().clone(), true);
     }

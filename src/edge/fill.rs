@@ -39,6 +39,10 @@ pub enum FillHead {
     },
     /// A 304 refreshed the stored object: serve it from the store.
     Refreshed,
+    /// The fill was started by a range request on a miss and the object is larger than
+    /// the behaviour's `range_fill_max`: its body is neither read nor stored; a viewer
+    /// with a Range asks the origin for its range, any other fetches the object itself.
+    RangePassThrough,
     /// The origin failed; every follower gets this status.
     Failed { status: StatusCode, detail: String },
 }
@@ -53,6 +57,9 @@ pub struct FillRequest {
     pub stored: Option<(ObjectInfo, StoredResponse)>,
     /// The viewer's request headers (Vary, Authorization).
     pub request: HeaderMap,
+    /// Set for a range request on a miss: the behaviour's `range_fill_max`. A 200 whose
+    /// Content-Length is above it is abandoned ([`FillHead::RangePassThrough`]).
+    pub range_fill_max: Option<u64>,
 }
 
 pub fn behavior(d: &Distribution, idx: Option<usize>) -> &Behavior {
@@ -180,6 +187,20 @@ async fn run(
         return;
     }
 
+    let content_length = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(max) = req.range_fill_max {
+        if parts.status == StatusCode::OK && content_length.is_some_and(|l| l > max) {
+            tracing::debug!(key = %String::from_utf8_lossy(&req.keyed.key), length = content_length, range_fill_max = max, "a range request on a miss for an object above range_fill_max: the range goes to the origin");
+            fill.set_head(FillHead::RangePassThrough);
+            fill.end(End::Complete);
+            return;
+        }
+    }
+
     // Close-delimited bodies cannot be told apart from truncated ones: never stored.
     let delimited = parts.headers.contains_key(CONTENT_LENGTH)
         || parts
@@ -192,10 +213,6 @@ async fn run(
     let decision = httpcache::decide_store(&policy, &facts, parts.status, &headers, response_time);
     let age = httpcache::initial_age(&headers, request_time, response_time);
     add_date_if_absent(&mut headers, response_time);
-    let content_length = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     let max_size = edge
         .store
         .config()
@@ -207,6 +224,10 @@ async fn run(
         why_not = Some(decision.reason);
     } else if req.stored.is_some() && parts.status.as_u16() >= 500 {
         why_not = Some("an error never displaces a stored object being revalidated");
+    } else if parts.status == StatusCode::PARTIAL_CONTENT {
+        // RFC 9111 §3.3, §4: an incomplete response must not answer later requests as a
+        // whole, and the store keeps no ranges: a 206 is passed through.
+        why_not = Some("a partial response (206) is not stored");
     } else if !delimited {
         why_not = Some("the response has neither Content-Length nor chunked encoding");
     } else if policy.mode == Mode::CloudFront

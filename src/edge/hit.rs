@@ -3,10 +3,11 @@
 //! the stored body streamed chunk by chunk, each chunk checked before it leaves.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, Stream, StreamExt};
 use http::header::{HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use http::{HeaderMap, Method, Response, StatusCode};
 use http_body::Frame;
@@ -62,8 +63,8 @@ pub fn serve(
     } else {
         range::RangeOutcome::Full
     };
-    match outcome {
-        range::RangeOutcome::Full => {
+    match ranges(outcome, h, len) {
+        Ranged::Full(mut h) => {
             h.insert(CONTENT_LENGTH, HeaderValue::from(len));
             let body = if head_only {
                 body::empty()
@@ -72,19 +73,45 @@ pub fn serve(
             };
             finish(meta.status(), h, body)
         }
+        Ranged::Partial(status, h, list) => {
+            let body = if list.is_empty() {
+                body::empty()
+            } else {
+                pieces(store_chunks(hit.body), list)
+            };
+            finish(status, h, body)
+        }
+    }
+}
+
+/// How to answer a range request for a representation of `len` bytes.
+pub enum Ranged {
+    /// The whole representation, with these header fields (Content-Length not set).
+    Full(HeaderMap),
+    /// A 206 (or a 416: no pieces) with its header fields and what its body is made of.
+    Partial(StatusCode, HeaderMap, VecDeque<Piece>),
+}
+
+/// The status, header fields and body pieces answering `outcome` for a representation of
+/// `len` bytes whose header fields are `h`: a 206 with Content-Range (one range), a 206
+/// multipart/byteranges (several, in ascending order so the body is read once), or a 416
+/// with `Content-Range: bytes */len` and no body.
+pub fn ranges(outcome: range::RangeOutcome, mut h: HeaderMap, len: u64) -> Ranged {
+    match outcome {
+        range::RangeOutcome::Full => Ranged::Full(h),
         range::RangeOutcome::Single(r) => {
             if let Ok(v) = HeaderValue::from_str(&range::content_range(&r, len)) {
                 h.insert(CONTENT_RANGE, v);
             }
             h.insert(CONTENT_LENGTH, HeaderValue::from(r.end - r.start + 1));
-            let body = pieces(hit.body, VecDeque::from([Piece::Range(r.start, r.end)]));
-            finish(StatusCode::PARTIAL_CONTENT, h, body)
+            let list = VecDeque::from([Piece::Range(r.start, r.end)]);
+            Ranged::Partial(StatusCode::PARTIAL_CONTENT, h, list)
         }
         range::RangeOutcome::Multi(mut ranges) => {
             // One pass over the body: parts in ascending order (RFC 9110 §14.6 lets the
             // server coalesce and order them).
             ranges.sort_by_key(|r| r.start);
-            let ct = stored.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            let ct = h.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
             let m = range::multipart(&ranges, len, ct);
             let mut list = VecDeque::new();
             for (head, r) in &m.parts {
@@ -92,13 +119,11 @@ pub fn serve(
                 list.push_back(Piece::Range(r.start, r.end));
             }
             list.push_back(Piece::Static(m.closing.clone()));
-            if let Ok(v) =
-                HeaderValue::from_str(&format!("multipart/byteranges; boundary={}", m.boundary))
-            {
+            if let Ok(v) = HeaderValue::from_str(&m.content_type()) {
                 h.insert(CONTENT_TYPE, v);
             }
             h.insert(CONTENT_LENGTH, HeaderValue::from(m.content_length));
-            finish(StatusCode::PARTIAL_CONTENT, h, pieces(hit.body, list))
+            Ranged::Partial(StatusCode::PARTIAL_CONTENT, h, list)
         }
         range::RangeOutcome::Unsatisfiable => {
             let mut h = HeaderMap::new();
@@ -106,9 +131,21 @@ pub fn serve(
                 h.insert(CONTENT_RANGE, v);
             }
             h.insert(CONTENT_LENGTH, HeaderValue::from(0));
-            finish(StatusCode::RANGE_NOT_SATISFIABLE, h, body::empty())
+            Ranged::Partial(StatusCode::RANGE_NOT_SATISFIABLE, h, VecDeque::new())
         }
     }
+}
+
+/// The stored body's chunks, each checked as it is read.
+fn store_chunks(body: Body) -> Chunks {
+    Box::pin(stream::unfold(Some(body), |body| async move {
+        let mut body = body?;
+        match body.next_chunk_async().await {
+            None => None,
+            Some(Ok(b)) => Some((Ok(b), Some(body))),
+            Some(Err(e)) => Some((Err(Box::new(e) as BoxError), None)),
+        }
+    }))
 }
 
 /// The whole stored body; a chunk that fails its check ends it with an error (the
@@ -125,23 +162,27 @@ pub fn whole(body: Body) -> BoxBody {
     StreamBody::new(s).boxed_unsync()
 }
 
+/// A body's chunks in order, as they come (from the store or from a fill).
+pub type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>;
+
 /// What a ranged response is made of, in order.
-enum Piece {
+pub enum Piece {
     Static(Bytes),
     /// Body bytes `start..=end` (ascending across pieces).
     Range(u64, u64),
 }
 
 struct Cursor {
-    body: Body,
+    body: Chunks,
     /// Body offset of `chunk`'s first byte.
     at: u64,
     chunk: Option<Bytes>,
     pieces: VecDeque<Piece>,
 }
 
-/// Streams `pieces` out of `body` in one pass, checking every chunk it reads.
-fn pieces(body: Body, pieces: VecDeque<Piece>) -> BoxBody {
+/// Streams `pieces` out of `body` in one pass (ranges in ascending order), then drops
+/// `body`: what follows the last range is never read.
+pub fn pieces(body: Chunks, pieces: VecDeque<Piece>) -> BoxBody {
     let cur = Cursor {
         body,
         at: 0,
@@ -165,11 +206,11 @@ fn pieces(body: Body, pieces: VecDeque<Piece>) -> BoxBody {
                         break;
                     }
                     cur.at = chunk_end;
-                    match cur.body.next_chunk_async().await {
+                    match cur.body.next().await {
                         Some(Ok(c)) => cur.chunk = Some(c),
-                        Some(Err(e)) => return Some((Err(Box::new(e) as BoxError), None)),
+                        Some(Err(e)) => return Some((Err(e), None)),
                         None => {
-                            let e: BoxError = "the stored body is shorter than its length".into();
+                            let e: BoxError = "the body is shorter than its length".into();
                             return Some((Err(e), None));
                         }
                     }
