@@ -97,10 +97,10 @@ fn hit_result(meta: &StoredResponse) -> ResultType {
     }
 }
 
-/// RFC 9111 §3.5: a response to a request with Authorization is reused only when it says
-/// shared caches may (public, s-maxage, must-revalidate).
-fn authorization_allows(meta: &StoredResponse) -> bool {
-    let cc = httpcache::CacheControl::from_headers(&meta.header_map());
+/// RFC 9111 §3.5: a response (`headers`) to a request with Authorization is reused only
+/// when it says shared caches may (public, s-maxage, must-revalidate).
+fn authorization_allows(headers: &HeaderMap) -> bool {
+    let cc = httpcache::CacheControl::from_headers(headers);
     cc.public || cc.s_maxage.is_some() || cc.must_revalidate
 }
 
@@ -138,7 +138,7 @@ pub async fn answer(
     let mut own_fetch = false;
     if let Some(f) = found {
         let sf = stored_facts(&f.meta, now);
-        if facts.has_authorization && !authorization_allows(&f.meta) {
+        if facts.has_authorization && !authorization_allows(&f.meta.header_map()) {
             own_fetch = true;
         } else {
             match httpcache::reuse(mode, &sf, &facts) {
@@ -229,19 +229,29 @@ pub async fn answer(
         };
         let not_ours = match &*head {
             FillHead::Response {
-                shareable: false, ..
-            } => true,
-            FillHead::Response {
-                vary: Some((names, suffix)),
+                shareable,
+                headers,
+                vary,
                 ..
-            } => httpcache::variant_suffix(names, &req) != *suffix,
+            } => {
+                !shareable
+                    // RFC 9111 §3.5, as for a stored response.
+                    || (facts.has_authorization && !authorization_allows(headers))
+                    || vary.as_ref().is_some_and(|(names, suffix)| {
+                        httpcache::variant_suffix(names, &req) != *suffix
+                    })
+            }
+            // A 304 validated the leader's stored response: ours only if it is the one this
+            // request would have revalidated (not another variant's, RFC 9111 §4.1).
+            FillHead::Refreshed { key } => stale.as_ref().is_none_or(|f| f.hit.info.key != *key),
             // Abandoned for a range request: a viewer without one fetches the object.
             FillHead::RangePassThrough => !wants_range,
-            _ => false,
+            FillHead::Failed { .. } => false,
         };
         match direct.take() {
             Some((keyed, viewer)) if not_ours && !leader => {
-                // Not ours to see (Set-Cookie, private, another variant): fetch alone.
+                // Not ours to see (Set-Cookie, private, Authorization, another variant):
+                // fetch alone, revalidating our own stored response if we have one.
                 let own = Arc::new(Fill::new());
                 let Some(r) = own.reader() else {
                     return err(StatusCode::BAD_GATEWAY, "The origin fetch failed.");
@@ -251,7 +261,7 @@ pub async fn answer(
                     behavior: bi,
                     keyed,
                     viewer,
-                    stored: None,
+                    stored: stale.as_ref().map(|f| (f.hit.info.clone(), f.meta.clone())),
                     request: req.clone(),
                     range_fill_max,
                 };
@@ -308,7 +318,7 @@ pub async fn answer(
             };
             a
         }
-        FillHead::Refreshed => match lookup(edge, &key, &req).await {
+        FillHead::Refreshed { .. } => match lookup(edge, &key, &req).await {
             Some(f) => Answer::new(
                 hit::serve(
                     rt,

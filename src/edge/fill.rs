@@ -37,8 +37,9 @@ pub enum FillHead {
         /// the fill (a follower whose own suffix differs must fetch its own variant).
         vary: Option<(Vec<HeaderName>, Vec<u8>)>,
     },
-    /// A 304 refreshed the stored object: serve it from the store.
-    Refreshed,
+    /// A 304 refreshed the stored object at `key` (with `Vary`, one variant's key): serve
+    /// it from the store.
+    Refreshed { key: Vec<u8> },
     /// The fill was started by a range request on a miss and the object is larger than
     /// the behaviour's `range_fill_max`: its body is neither read nor stored; a viewer
     /// with a Range asks the origin for its range, any other fetches the object itself.
@@ -182,7 +183,9 @@ async fn run(
             request_time,
             response_time,
         );
-        fill.set_head(FillHead::Refreshed);
+        fill.set_head(FillHead::Refreshed {
+            key: info.key.clone(),
+        });
         fill.end(End::Complete);
         return;
     }

@@ -596,3 +596,118 @@ pub async fn numbered_origin(
     })
     .await
 }
+
+/// How a [`validating_origin`] answers its next requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginAnswer {
+    /// 200 with the current version, or 304 when If-None-Match names it.
+    Serve,
+    /// This status with a short body and no caching headers.
+    Status(u16),
+    /// Wait this long, then close the connection without answering.
+    Stall(Duration),
+}
+
+/// Controls a [`validating_origin`]: the version it serves, how it answers and how long
+/// it waits before answering.
+#[derive(Clone)]
+pub struct OriginControl(Arc<Mutex<(u32, OriginAnswer, Duration)>>);
+
+impl OriginControl {
+    pub fn set_version(&self, v: u32) {
+        self.0.lock().unwrap().0 = v;
+    }
+    pub fn answer(&self, a: OriginAnswer) {
+        self.0.lock().unwrap().1 = a;
+    }
+    pub fn delay(&self, d: Duration) {
+        self.0.lock().unwrap().2 = d;
+    }
+}
+
+/// An origin serving every path with body "<target> v<version>", `ETag: "v<version>"`
+/// and the Cache-Control `cc(target, version)`; a request whose If-None-Match names the
+/// current ETag gets a 304 (with the same ETag and Cache-Control). Every response carries
+/// `Connection: close` and the connection is closed after it, so that no pooled
+/// connection outlives the origin: once it is dropped, connections are refused.
+pub async fn validating_origin(
+    cc: impl Fn(&str, u32) -> String + Send + Sync + 'static,
+) -> (Origin, OriginControl) {
+    let control = OriginControl(Arc::new(Mutex::new((
+        1,
+        OriginAnswer::Serve,
+        Duration::ZERO,
+    ))));
+    let c2 = control.clone();
+    let origin = Origin::start(move |seen| {
+        let (version, answer, delay) = *c2.0.lock().unwrap();
+        let mut steps = Vec::new();
+        if !delay.is_zero() {
+            steps.push(Step::Sleep(delay));
+        }
+        let etag = format!("\"v{version}\"");
+        let cache_control = cc(&seen.target, version);
+        match answer {
+            OriginAnswer::Stall(d) => {
+                steps.push(Step::Sleep(d));
+                steps.push(Step::Close);
+                return steps;
+            }
+            OriginAnswer::Status(s) => steps.extend(response(
+                s,
+                &[("connection", "close")],
+                format!("origin error {s}").as_bytes(),
+            )),
+            OriginAnswer::Serve if seen.header("if-none-match") == Some(etag.as_str()) => steps
+                .extend(not_modified(&[
+                    ("etag", &etag),
+                    ("cache-control", &cache_control),
+                    ("connection", "close"),
+                ])),
+            OriginAnswer::Serve => steps.extend(ok(
+                format!("{} v{version}", seen.target).as_bytes(),
+                &[
+                    ("etag", &etag),
+                    ("cache-control", &cache_control),
+                    ("connection", "close"),
+                ],
+            )),
+        }
+        steps.push(Step::Close);
+        steps
+    })
+    .await;
+    (origin, control)
+}
+
+/// Starts the edge with one catch-all distribution "t" served by one origin at `url`
+/// (`origin_keys`: extra TOML keys of the origin table) whose default behaviour follows
+/// CloudFront's rules (`cache_key`: TOML keys of its cache key) and whose paths under
+/// `/strict/` follow strict RFC 9111 mode (default_ttl 0) with the same cache key.
+pub fn start_two_mode_edge(
+    url: &str,
+    origin_keys: &str,
+    cache_key: &str,
+) -> (Edge, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[[distribution]]\nid = \"t\"\ncatch_all = true\n\
+[[distribution.origin]]\nid = \"o\"\nurl = \"{url}\"\n{origin_keys}\n\
+[distribution.default_behavior.cache_key]\n{cache_key}\n\
+[[distribution.behavior]]\npath_pattern = \"/strict/*\"\ndefault_ttl = 0\n\
+[distribution.behavior.cache_key]\n{cache_key}\n"
+        ),
+    );
+    (Edge::with_config(&cfg, dir.path()), dir)
+}
+
+/// The requests `origin` received for exactly `target`.
+pub fn seen_for(origin: &Origin, target: &str) -> Vec<Seen> {
+    origin
+        .requests()
+        .into_iter()
+        .filter(|s| s.target == target)
+        .collect()
+}

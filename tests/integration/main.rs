@@ -10,6 +10,8 @@ mod fuzz_corpus;
 mod rfc_freshness;
 mod rfc_invalidation;
 mod rfc_ranges;
+mod rfc_reuse;
+mod rfc_stale;
 mod rfc_storing;
 mod rfc_targeted;
 mod rfc_validation;
