@@ -282,7 +282,9 @@ pub async fn answer(
     if origin_failed {
         if let Some(f) = stale.take() {
             let sf = stored_facts(&f.meta, now);
-            if httpcache::stale_if_error_allows(mode, &sf, &facts) {
+            // A stored error is no better than the origin's: never served in its place.
+            let usable = !(f.meta.status().is_client_error() || f.meta.status().is_server_error());
+            if usable && httpcache::stale_if_error_allows(mode, &sf, &facts) {
                 let mut a = Answer::new(
                     hit::serve(
                         rt,

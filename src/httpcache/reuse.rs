@@ -151,6 +151,11 @@ pub fn stale_if_error_allows(mode: Mode, stored: &StoredFacts, req: &RequestFact
     if stored.must_revalidate {
         return false;
     }
+    // CloudFront serves what it has cached when the origin answers 5xx or does not answer
+    // ("Origin unavailable"), for as long as it keeps the object (the stale grace).
+    if mode == Mode::CloudFront {
+        return true;
+    }
     let staleness = stored.staleness();
     let request_window = match mode {
         Mode::CloudFront => None,
@@ -307,9 +312,11 @@ mod tests {
             assert!(stale_if_error_allows(mode, &aged(10), &req("")));
             assert!(stale_if_error_allows(mode, &s(100), &req("")));
             assert!(stale_if_error_allows(mode, &s(160), &req("")));
-            assert!(!stale_if_error_allows(mode, &s(161), &req("")));
-            // Without the directive a stale response is not served.
-            assert!(!stale_if_error_allows(mode, &aged(101), &req("")));
+            // Strict mode: only within the window, and not without the directive.
+            // CloudFront mode: whatever is still cached is served when the origin fails.
+            let strict = mode == Mode::Strict;
+            assert_eq!(stale_if_error_allows(mode, &s(161), &req("")), !strict);
+            assert_eq!(stale_if_error_allows(mode, &aged(101), &req("")), !strict);
             let must = StoredFacts {
                 must_revalidate: true,
                 ..s(120)
@@ -341,11 +348,8 @@ mod tests {
             &s,
             &req("stale-if-error=49")
         ));
-        assert!(!stale_if_error_allows(
-            Mode::CloudFront,
-            &s,
-            &req("stale-if-error=50")
-        ));
+        // CloudFront mode serves it anyway (whatever the request says).
+        assert!(stale_if_error_allows(Mode::CloudFront, &s, &req("")));
         // Either window suffices.
         let with = StoredFacts {
             stale_if_error: Some(secs(10)),

@@ -412,9 +412,20 @@ fn cloudfront(
         return Err(reason::ERROR_DIRECTIVE);
     }
     match explicit_ttl(resp, cc, !source.ignores_expires(), now) {
+        // CloudFront caches an error with explicit freshness for the larger of that and
+        // the error caching minimum TTL, but no longer than the behaviour's max TTL.
         Some((secs, rule)) => {
-            let (secs, clamp) = clamp_ttl(secs, &policy.ttl);
-            Ok(Fresh::new(secs, rule, clamp))
+            let error_ttl = policy.error_ttls.for_status(status.as_u16());
+            let (secs, rule, clamp) = if error_ttl > secs {
+                (error_ttl, TtlRule::ErrorTtl, Clamp::None)
+            } else {
+                (secs, rule, Clamp::None)
+            };
+            if secs > policy.ttl.max_ttl {
+                Ok(Fresh::new(policy.ttl.max_ttl, rule, Clamp::Max))
+            } else {
+                Ok(Fresh::new(secs, rule, clamp))
+            }
         }
         None => Ok(Fresh::new(
             policy.error_ttls.for_status(status.as_u16()),
@@ -975,10 +986,13 @@ mod tests {
             assert_eq!(d.clamp, Clamp::None);
             assert_eq!(d.reason, reason::ERROR_TTL);
         }
-        // Explicit freshness wins and is clamped to the behavior's bounds.
+        // Explicit freshness counts when it is longer than the error TTL (CloudFront: the
+        // larger of the two), capped by max_ttl; min_ttl does not apply to errors.
         let d = decide_with(&policy, &req, 503, &[("cache-control", "max-age=5")]);
-        stored(&d, 100, TtlRule::MaxAge);
-        assert_eq!(d.clamp, Clamp::Min);
+        stored(&d, 5, TtlRule::MaxAge);
+        assert_eq!(d.clamp, Clamp::None);
+        let d = decide_with(&policy, &req, 500, &[("cache-control", "max-age=5")]);
+        stored(&d, 10, TtlRule::ErrorTtl);
         let d = decide_with(&policy, &req, 404, &[("expires", &date(NOW + 500))]);
         stored(&d, 500, TtlRule::Expires);
         let d = decide_with(
