@@ -17,8 +17,8 @@ use super::cache_control::{CacheControl, FieldDirective};
 use super::date::parse_http_date;
 use super::targeted::{governing_cache_control, CcSource};
 use super::ttl::{
-    cacheable_status, clamp_ttl, cloudfront_ttl_governed, explicit_ttl, Clamp, NotStoredReason,
-    TtlRule, TtlSettings,
+    cacheable_status, cloudfront_ttl_governed, explicit_ttl, Clamp, NotStoredReason, TtlRule,
+    TtlSettings,
 };
 
 /// The largest heuristic freshness lifetime by default: one day (RFC 9111 §4.2.2 leaves
