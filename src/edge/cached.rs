@@ -100,7 +100,8 @@ fn hit_result(meta: &StoredResponse) -> ResultType {
 /// RFC 9111 §3.5: a response (`headers`) to a request with Authorization is reused only
 /// when it says shared caches may (public, s-maxage, must-revalidate).
 fn authorization_allows(headers: &HeaderMap) -> bool {
-    let cc = httpcache::CacheControl::from_headers(headers);
+    // The same directives the storing decision read (RFC 9213 targeted fields first).
+    let (cc, _) = httpcache::governing_cache_control(headers);
     cc.public || cc.s_maxage.is_some() || cc.must_revalidate
 }
 
