@@ -22,7 +22,7 @@ use crate::edge::forward::{origin_request, Viewer};
 use crate::edge::meta::{Meta, StoredResponse};
 use crate::edge::pipeline::{follow_body, Answer};
 use crate::edge::respond::{self, decorate};
-use crate::edge::{hit, Edge, ResultType, Runtime};
+use crate::edge::{hit, partial, Edge, ResultType, Runtime};
 use crate::httpcache::{self, range, Mode, RequestFacts, Reuse, StoredFacts};
 use crate::origin::fetch;
 use crate::store::Hit;
@@ -48,6 +48,8 @@ pub async fn lookup(edge: &Edge, key: &[u8], req: &HeaderMap) -> Option<Found> {
         match Meta::decode(&hit.info.meta) {
             Ok(Meta::Response(meta)) => return Some(Found { hit, meta }),
             Ok(Meta::Variants(names)) => key = variant_key(&key, &names, req),
+            // A parts index is never at a key a request forms.
+            Ok(Meta::Partials(_)) => return None,
             Err(e) => {
                 tracing::warn!(key = %String::from_utf8_lossy(&key), error = %e, "stored metadata unreadable; dropping the object");
                 let _ = edge.store.remove(&key);
@@ -188,6 +190,14 @@ pub async fn answer(
             _ => false,
         }
     };
+    // A stored partial response (RFC 9111 §3.3) may cover the range.
+    if wants_range && stale.is_none() && !own_fetch {
+        if let Some(resp) = partial::serve(edge, rt, &keyed.key, &req, mode, &facts).await {
+            let mut a = Answer::new(resp, ResultType::Hit, Some(di));
+            a.detailed = "PartialHit";
+            return a;
+        }
+    }
     let range_fill_max = (wants_range && stale.is_none()).then_some(b.range_fill_max);
     let for_pass_through = wants_range.then(|| (keyed.clone(), viewer.clone()));
     let key = keyed.key.clone();
@@ -341,7 +351,9 @@ pub async fn answer(
             ),
         },
         FillHead::RangePassThrough => match for_pass_through {
-            Some((keyed, viewer)) => range_pass_through(rt, di, bi, &keyed, &viewer, &req).await,
+            Some((keyed, viewer)) => {
+                range_pass_through(edge, rt, di, bi, &keyed, &viewer, &req).await
+            }
             // A viewer without a range fetched the object itself (above).
             None => err(StatusCode::BAD_GATEWAY, "The origin fetch failed."),
         },
@@ -404,6 +416,7 @@ fn fill_chunks(reader: Reader<FillHead>) -> hit::Chunks {
 /// A range request on a miss for an object above the behaviour's range_fill_max: the
 /// viewer's Range (and If-Range) go to the origin and its answer comes back, not stored.
 async fn range_pass_through(
+    edge: &Edge,
     rt: &Runtime,
     di: usize,
     bi: Option<usize>,
@@ -420,6 +433,7 @@ async fn range_pass_through(
             extra.insert(field, v.clone());
         }
     }
+    let request_time = SystemTime::now();
     let fetched = fetch(&plan, &Method::GET, |origin| {
         origin_request(
             origin,
@@ -432,6 +446,7 @@ async fn range_pass_through(
         )
     })
     .await;
+    let response_time = SystemTime::now();
     let err = |status, msg: &str| {
         Answer::new(
             respond::error(status, msg, name),
@@ -460,8 +475,21 @@ async fn range_pass_through(
             a
         }
         Ok(resp) => {
-            let (mut parts, body) = resp.into_parts();
+            let (mut parts, mut body) = resp.into_parts();
             httpcache::strip_hop_by_hop(&mut parts.headers);
+            if parts.status == StatusCode::PARTIAL_CONTENT {
+                body = partial::store_while_streaming(
+                    edge,
+                    fill::behavior(d, bi),
+                    &d.id,
+                    &keyed.key,
+                    &parts.headers,
+                    body,
+                    request_time,
+                    response_time,
+                    req,
+                );
+            }
             let result = ResultType::from_origin_status(parts.status);
             decorate(&mut parts.headers, name, result);
             Answer::new(Response::from_parts(parts, body), result, Some(di))

@@ -137,7 +137,7 @@ pub fn ranges(outcome: range::RangeOutcome, mut h: HeaderMap, len: u64) -> Range
 }
 
 /// The stored body's chunks, each checked as it is read.
-fn store_chunks(body: Body) -> Chunks {
+pub fn store_chunks(body: Body) -> Chunks {
     Box::pin(stream::unfold(Some(body), |body| async move {
         let mut body = body?;
         match body.next_chunk_async().await {

@@ -51,6 +51,9 @@ pub enum Meta {
     /// At a primary key: the response varies on these header names; each variant is
     /// stored under the primary key extended by its variant suffix. The body is empty.
     Variants(Vec<String>),
+    /// At `primary ++ 0x00 ++ 0x05`: the byte ranges `(first, last)` of the stored partial
+    /// (206) responses of the primary key, newest last. The body is empty.
+    Partials(Vec<(u64, u64)>),
 }
 
 impl Meta {

@@ -8,6 +8,7 @@ mod fill;
 mod forward;
 mod hit;
 pub mod meta;
+mod partial;
 mod pipeline;
 mod respond;
 pub mod router;

@@ -387,24 +387,73 @@ async fn rfc9110_14_2_a_range_on_a_miss_above_range_fill_max_goes_to_the_origin(
         "{}[distribution.default_behavior]\nrange_fill_max = 1000\n",
         one_origin(&origin.url())
     ));
-    for i in 1..=2 {
-        let r = ranged(&edge, "/big", &[("range", "bytes=100-109")]).await;
-        assert_eq!(r.x_cache(), MISS);
-        assert_206(&r, &body, 100, 109);
-        let ranged_asks: Vec<_> = origin
+    let r = ranged(&edge, "/big", &[("range", "bytes=100-109")]).await;
+    assert_eq!(r.x_cache(), MISS);
+    assert_206(&r, &body, 100, 109);
+    let ranged_asks = |origin: &Origin| -> Vec<String> {
+        origin
             .requests()
             .into_iter()
             .filter_map(|s| s.header("range").map(str::to_string))
-            .collect();
-        assert_eq!(ranged_asks, vec!["bytes=100-109".to_string(); i]);
-    }
+            .collect()
+    };
+    assert_eq!(ranged_asks(&origin), vec!["bytes=100-109".to_string()]);
+    // A range the stored part does not cover goes to the origin too.
+    let r = ranged(&edge, "/big", &[("range", "bytes=200-209")]).await;
+    assert_eq!(r.x_cache(), MISS);
+    assert_206(&r, &body, 200, 209);
+    assert_eq!(ranged_asks(&origin).len(), 2);
     // A plain GET stores it; ranges then come from the store.
     warm(&edge, "/big", &body).await;
     let before = origin.requests().len();
-    let r = ranged(&edge, "/big", &[("range", "bytes=100-109")]).await;
+    let r = ranged(&edge, "/big", &[("range", "bytes=150-159")]).await;
     assert_eq!(r.x_cache(), HIT);
-    assert_206(&r, &body, 100, 109);
+    assert_206(&r, &body, 150, 159);
     assert_eq!(origin.requests().len(), before);
+}
+
+// RFC 9111 §3.3: a stored partial response answers later requests for the ranges it
+// covers (sliced, with the complete length), and never a request for the whole object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9111_3_3_a_stored_partial_response_answers_the_ranges_it_covers() {
+    let body = pattern(5000, 21);
+    let origin = body_origin(body.clone()).await;
+    let (edge, _dir) = start_edge(&format!(
+        "{}[distribution.default_behavior]\nrange_fill_max = 1000\n",
+        one_origin(&origin.url())
+    ));
+    let r = ranged(&edge, "/part", &[("range", "bytes=1000-2999")]).await;
+    assert_eq!(r.x_cache(), MISS);
+    assert_206(&r, &body, 1000, 2999);
+    let asked = origin.requests().len();
+    for (a, b) in [(1000, 2999), (1500, 1509), (2990, 2999), (1000, 1000)] {
+        let r = ranged(&edge, "/part", &[("range", &format!("bytes={a}-{b}"))]).await;
+        assert_eq!(r.x_cache(), HIT, "bytes={a}-{b}");
+        assert_206(&r, &body, a, b);
+    }
+    assert_eq!(
+        origin.requests().len(),
+        asked,
+        "covered ranges never reach the origin"
+    );
+    // Not covered: the origin is asked.
+    let r = ranged(&edge, "/part", &[("range", "bytes=2990-3009")]).await;
+    assert_eq!(r.x_cache(), MISS);
+    assert_206(&r, &body, 2990, 3009);
+    // The whole object is never answered from a part.
+    let r = get(edge.addr, "viewer.example", "/part").await;
+    assert_eq!((r.status.as_u16(), r.x_cache()), (200, MISS));
+    assert_eq!(r.bytes(), &body[..]);
+    // An If-Range that does not match the stored part's ETag is not answered from it.
+    let r = ranged(&edge, "/part2", &[("range", "bytes=1000-1999")]).await;
+    assert_eq!(r.x_cache(), MISS);
+    let r = ranged(
+        &edge,
+        "/part2",
+        &[("range", "bytes=1000-1099"), ("if-range", "\"other\"")],
+    )
+    .await;
+    assert_ne!(r.x_cache(), HIT);
 }
 
 // RFC 9110 §14.2 with range_fill_max: a viewer without a Range that joined the fill of a
