@@ -34,6 +34,8 @@ enum Command {
         /// The configuration file.
         file: PathBuf,
     },
+    /// Invalidate paths of a distribution through a running edge's admin API.
+    Invalidate(InvalidateArgs),
     /// Look inside a cache directory (offline: the edge must not be running on it).
     CacheInspect {
         /// The cache directory.
@@ -47,7 +49,7 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Configuration file (TOML; see cairn.example.toml).
-    #[arg(long, conflicts_with_all = ["origin", "listen", "admin_listen", "cache_dir", "capacity", "default_ttl", "min_ttl", "max_ttl"])]
+    #[arg(long, conflicts_with_all = ["origin", "listen", "admin_listen", "admin_token", "cache_dir", "capacity", "default_ttl", "min_ttl", "max_ttl"])]
     config: Option<PathBuf>,
     /// Quick mode: one distribution answering any Host, in front of this origin URL.
     #[arg(long)]
@@ -58,6 +60,10 @@ struct ServeArgs {
     /// Admin listener (quick mode). Default 127.0.0.1:9090.
     #[arg(long)]
     admin_listen: Option<std::net::SocketAddr>,
+    /// Bearer token the admin API requires (quick mode); needed when --admin-listen is
+    /// not a loopback address.
+    #[arg(long)]
+    admin_token: Option<String>,
     /// Cache directory (quick mode). Default ./cairn-cache.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -73,6 +79,28 @@ struct ServeArgs {
     /// Maximum TTL in seconds (quick mode). Default 31536000.
     #[arg(long)]
     max_ttl: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct InvalidateArgs {
+    /// The edge's admin API.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    admin: String,
+    /// The distribution id.
+    #[arg(long)]
+    distribution: String,
+    /// Only count the objects the paths match.
+    #[arg(long)]
+    dry_run: bool,
+    /// The admin token (or the CAIRN_ADMIN_TOKEN environment variable).
+    #[arg(long)]
+    token: Option<String>,
+    /// Wait until the invalidation has completed.
+    #[arg(long)]
+    wait: bool,
+    /// Paths: "/a.jpg", "/images/*", "/*" (case-sensitive; '*' only at the end).
+    #[arg(required = true)]
+    paths: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +184,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     origin,
                     listen: args.listen,
                     admin_listen: args.admin_listen,
+                    admin_token: args.admin_token,
                     cache_dir: args.cache_dir,
                     capacity: args.capacity,
                     default_ttl: args.default_ttl,
@@ -170,6 +199,103 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         cairn::serve::run(source, stop_rx).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cairn invalidate`: POST /invalidations, print the answer (and with --wait, poll).
+fn invalidate(args: InvalidateArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let base = args.admin.trim_end_matches('/').to_string();
+        let body = serde_json::json!({
+            "distribution": args.distribution,
+            "paths": args.paths,
+            "dry_run": args.dry_run,
+        });
+        let env_token = std::env::var("CAIRN_ADMIN_TOKEN").ok();
+        let token = args.token.as_deref().or(env_token.as_deref());
+        let (status, v) = admin_call(&base, "POST", "/invalidations", token, Some(body)).await?;
+        if !status.is_success() {
+            anyhow::bail!(
+                "{}: {}",
+                status,
+                v.get("error")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or("request failed")
+            );
+        }
+        if args.dry_run {
+            println!("dry run: {} object(s) match", v["objects"]);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        let mut v = v;
+        if args.wait {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+            while v["status"] != "Completed" && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let (s, nv) =
+                    admin_call(&base, "GET", &format!("/invalidations/{id}"), token, None).await?;
+                if !s.is_success() {
+                    anyhow::bail!("{s}: {}", nv["error"]);
+                }
+                v = nv;
+            }
+        }
+        println!(
+            "{id} {} {} object(s)",
+            v["status"].as_str().unwrap_or("?"),
+            v["objects"]
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// One JSON request to the admin API (bounded to 60 s).
+async fn admin_call(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<(http::StatusCode, serde_json::Value)> {
+    use http_body_util::BodyExt;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let url = format!("{base}{path}");
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("bad admin URL {url}"))?;
+    if uri.scheme_str() != Some("http") {
+        anyhow::bail!("the admin URL must be http://HOST:PORT (got {base})");
+    }
+    let client: Client<_, http_body_util::Full<bytes::Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+    let call = async {
+        let resp = client.request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, bytes))
+    };
+    let (status, bytes) = tokio::time::timeout(std::time::Duration::from_secs(60), call)
+        .await
+        .map_err(|_| anyhow::anyhow!("{url}: no answer within 60 s"))?
+        .with_context(|| format!("{method} {url}"))?;
+    let v = serde_json::from_slice(&bytes).unwrap_or_else(
+        |_| serde_json::json!({ "error": String::from_utf8_lossy(&bytes).trim().to_string() }),
+    );
+    Ok((status, v))
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
@@ -194,6 +320,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => return serve(args),
         Command::CheckConfig { file } => return Ok(check_config(&file)),
+        Command::Invalidate(args) => return invalidate(args),
         Command::CacheInspect { cache_dir, what } => match what {
             Inspect::Summary { json } => {
                 let store = open_offline(&cache_dir, false)?;

@@ -63,6 +63,26 @@ pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> anyhow::Res
     let listen = listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
+    // Invalidations the previous run acknowledged but did not finish are done before the
+    // edge serves anything.
+    let idir = config.cache.dir.clone();
+    let istore = store.clone();
+    let invalidations = tokio::task::spawn_blocking(move || {
+        let inv = Arc::new(admin::Invalidations::open(&idir)?);
+        let n = inv.replay(&istore);
+        if n > 0 {
+            tracing::info!(replayed = n, "unfinished invalidations done");
+        }
+        Ok::<_, std::io::Error>(inv)
+    })
+    .await?
+    .with_context(|| {
+        format!(
+            "reading the invalidation journal in {}",
+            config.cache.dir.display()
+        )
+    })?;
+
     let logs = AccessLogs::new();
     let runtime = Runtime::build(config, 1, &logs).map_err(|e| anyhow::anyhow!("{e}"))?;
     let edge = Edge::new(store.clone(), runtime, logs);
@@ -80,7 +100,7 @@ pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> anyhow::Res
     let (down_tx, down_rx) = watch::channel(false);
     let signals = tokio::spawn(handle_signals(
         edge.clone(),
-        source,
+        source.clone(),
         down_tx,
         [hup, term, int],
     ));
@@ -96,8 +116,12 @@ pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> anyhow::Res
         }
         let _ = started.set(tokio::time::Instant::now());
     }));
-    let admin_edge = edge.clone();
-    let admin = tokio::spawn(admin::serve(admin_edge, admin_listener, admin_down));
+    let admin_state = Arc::new(admin::Admin {
+        edge: edge.clone(),
+        source,
+        invalidations,
+    });
+    let admin = tokio::spawn(admin::serve(admin_state, admin_listener, admin_down));
     let _ = viewer.await;
     // The viewer side has drained: stop the admin side and the signal task too.
     signals.abort();
@@ -143,7 +167,9 @@ async fn handle_signals(
 ) {
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&edge, &source),
+            _ = hup.recv() => {
+                let _ = reload(&edge, &source);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -152,16 +178,20 @@ async fn handle_signals(
     let _ = down.send(true);
 }
 
-/// SIGHUP: reopen access log files, and apply the configuration file again if it is
-/// valid (else keep the running one). Listeners and the cache directory stay as started.
-fn reload(edge: &Edge, source: &Source) {
+/// SIGHUP and `POST /reload`: reopen access log files, and apply the configuration file
+/// again if it is valid (else keep the running one). Listeners and the cache directory
+/// stay as started. Returns the new configuration version, or why it was refused.
+pub fn reload(edge: &Edge, source: &Source) -> Result<u64, String> {
+    // One reload at a time (SIGHUP and the admin API), so versions never repeat.
+    static RELOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = RELOADING.lock().unwrap_or_else(|p| p.into_inner());
     edge.logs.reopen_all();
     let current = edge.runtime();
     let new = match source.load() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "configuration reload refused; keeping the running configuration");
-            return;
+            return Err(e);
         }
     };
     let old = &current.config;
@@ -176,9 +206,11 @@ fn reload(edge: &Edge, source: &Source) {
             let v = rt.version;
             edge.apply(rt);
             tracing::info!(version = v, "configuration reloaded");
+            Ok(v)
         }
         Err(e) => {
-            tracing::error!(error = %e, "configuration reload refused; keeping the running configuration")
+            tracing::error!(error = %e, "configuration reload refused; keeping the running configuration");
+            Err(e)
         }
     }
 }

@@ -1,6 +1,10 @@
-//! The admin API listener. For now it answers `GET /status` (version, uptime,
-//! configuration version, distributions with their domains and state); metrics,
-//! invalidations and inspection come with the admin issue.
+//! The admin API listener: `GET /status` (version, uptime, configuration version,
+//! distributions), `POST /reload`, `POST /invalidations` and `GET /invalidations/{id}`
+//! (see [`invalidations`]). With `[edge] admin_token` set, every request needs
+//! `Authorization: Bearer TOKEN` ([`auth`]).
+
+pub mod auth;
+pub mod invalidations;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,14 +17,25 @@ use tokio::net::TcpListener;
 use crate::body::{self, BoxBody};
 use crate::edge::server::accept_loop;
 use crate::edge::Edge;
+use crate::serve::Source;
+
+pub use invalidations::Invalidations;
+
+/// What the admin handlers work on.
+pub struct Admin {
+    pub edge: Arc<Edge>,
+    /// Where `POST /reload` reads the configuration from.
+    pub source: Source,
+    pub invalidations: Arc<Invalidations>,
+}
 
 pub async fn serve(
-    edge: Arc<Edge>,
+    admin: Arc<Admin>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let cfg = edge.runtime().config.edge.clone();
-    let e2 = edge.clone();
+    let cfg = admin.edge.runtime().config.edge.clone();
+    let e2 = admin.edge.clone();
     accept_loop(
         listener,
         shutdown,
@@ -28,19 +43,49 @@ pub async fn serve(
         cfg.header_read_timeout,
         "admin",
         move |req, _peer| {
-            let edge = edge.clone();
-            async move { handle(&edge, req) }
+            let admin = admin.clone();
+            async move { handle(&admin, req).await }
         },
     )
     .await
 }
 
-fn handle(edge: &Edge, req: Request<Incoming>) -> Response<BoxBody> {
-    match (req.method(), req.uri().path()) {
+async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<BoxBody> {
+    let edge: &Edge = &admin.edge;
+    let token = edge.runtime().config.edge.admin_token.clone();
+    if let Some(refused) = auth::check(token.as_deref(), req.headers()) {
+        return refused;
+    }
+    let path = req.uri().path().to_string();
+    match (req.method(), path.as_str()) {
         (&Method::GET, "/status") => json(StatusCode::OK, status(edge)),
+        (&Method::POST, "/reload") => reload(admin).await,
+        (&Method::POST, "/invalidations") => invalidations::post(admin, req).await,
+        (&Method::GET, p) if p.starts_with("/invalidations/") => {
+            invalidations::get(admin, &p["/invalidations/".len()..])
+        }
         _ => json(
             StatusCode::NOT_FOUND,
-            serde_json::json!({"error": "no such admin endpoint", "endpoints": ["GET /status"]}),
+            serde_json::json!({"error": "no such admin endpoint", "endpoints": [
+                "GET /status", "POST /reload", "POST /invalidations", "GET /invalidations/{id}",
+            ]}),
+        ),
+    }
+}
+
+/// `POST /reload`: what SIGHUP does, with the outcome in the answer.
+async fn reload(admin: &Arc<Admin>) -> Response<BoxBody> {
+    let a = admin.clone();
+    let done = tokio::task::spawn_blocking(move || crate::serve::reload(&a.edge, &a.source)).await;
+    match done {
+        Ok(Ok(v)) => json(StatusCode::OK, serde_json::json!({ "config_version": v })),
+        Ok(Err(e)) => json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": e, "config_version": admin.edge.runtime().version }),
+        ),
+        Err(e) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({ "error": e.to_string() }),
         ),
     }
 }
@@ -76,7 +121,7 @@ fn status(edge: &Edge) -> serde_json::Value {
     })
 }
 
-fn json(status: StatusCode, v: serde_json::Value) -> Response<BoxBody> {
+pub(crate) fn json(status: StatusCode, v: serde_json::Value) -> Response<BoxBody> {
     let text = format!("{v:#}\n");
     let mut r = Response::new(body::full(text));
     *r.status_mut() = status;

@@ -157,11 +157,30 @@ fn edge(e: &RawEdge, p: &mut Problems) -> EdgeSettings {
             format!("`listen` and `admin_listen` are both {listen}; they must differ"),
         );
     }
+    let admin_token = e.admin_token.as_ref().map(|t| {
+        if let Err(m) = check::admin_token(&t.value) {
+            p.add(&t.pos, "edge.admin_token", m);
+        }
+        t.value.clone()
+    });
+    if let (Some(a), None) = (&e.admin_listen, &admin_token) {
+        if !a.value.ip().is_loopback() {
+            p.add(
+                &a.pos,
+                "edge.admin_listen",
+                format!(
+                    "`admin_listen` {} is not a loopback address: set `admin_token` so that admin requests need a bearer token",
+                    a.value
+                ),
+            );
+        }
+    }
     EdgeSettings {
         name,
         domain,
         listen,
         admin_listen,
+        admin_token,
         drain_timeout: secs(p, &e.drain_timeout, "edge.drain_timeout", (0, 3600), 10),
         header_read_timeout: secs(
             p,

@@ -25,6 +25,28 @@ pub(crate) fn edge_name(s: &str) -> Result<(), String> {
 
 /// A DNS name (letters, digits, '-' in labels of 1 to 63 characters, at most 253 in all),
 /// returned lower-cased. `underscore` also admits '_' (container and service names).
+/// `[edge] admin_token`: 16 to 256 characters of the bearer token alphabet (RFC 6750
+/// b64token: letters, digits and `-._~+/`, '=' only at the end).
+pub(crate) fn admin_token(s: &str) -> Result<(), String> {
+    if s.len() < 16 || s.len() > 256 {
+        return Err(format!(
+            "must be 16 to 256 characters long (got {})",
+            s.len()
+        ));
+    }
+    let body = s.trim_end_matches('=');
+    if body.is_empty()
+        || !body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+    {
+        return Err(
+            "only letters, digits and -._~+/ are allowed ('=' only at the end)".to_string(),
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn dns_name(s: &str, underscore: bool) -> Result<String, String> {
     if s.is_empty() {
         return Err("a host name must not be empty".to_string());

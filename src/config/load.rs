@@ -83,6 +83,7 @@ const EDGE_KEYS: &[&str] = &[
     "domain",
     "listen",
     "admin_listen",
+    "admin_token",
     "drain_timeout",
     "header_read_timeout",
 ];
@@ -547,6 +548,7 @@ impl Walker<'_, '_> {
             domain: self.string(t, "domain", p, pos),
             listen: self.socket_addr(t, "listen", p, pos),
             admin_listen: self.socket_addr(t, "admin_listen", p, pos),
+            admin_token: self.string(t, "admin_token", p, pos),
             drain_timeout: self.unsigned(t, "drain_timeout", p, pos),
             header_read_timeout: self.unsigned(t, "header_read_timeout", p, pos),
         }

@@ -25,6 +25,9 @@ pub struct EdgeSettings {
     pub listen: SocketAddr,
     /// Admin listener. Default 127.0.0.1:9090.
     pub admin_listen: SocketAddr,
+    /// Bearer token every admin request must carry (`Authorization: Bearer TOKEN`).
+    /// Default none; required when `admin_listen` is not a loopback address.
+    pub admin_token: Option<String>,
     /// How long SIGTERM waits for in-flight requests before closing. Default 10 s.
     pub drain_timeout: Duration,
     /// How long a viewer connection may take to send its request headers. Default 10 s.

@@ -20,6 +20,8 @@ pub struct QuickOptions {
     pub listen: Option<SocketAddr>,
     /// `--admin-listen`.
     pub admin_listen: Option<SocketAddr>,
+    /// `--admin-token`.
+    pub admin_token: Option<String>,
     /// `--cache-dir`, relative to the working directory.
     pub cache_dir: Option<PathBuf>,
     /// `--capacity`, a size such as "10GiB".
@@ -67,6 +69,7 @@ fn quick_in(opts: &QuickOptions, base: &Path) -> Result<Config, ConfigErrors> {
         edge: RawEdge {
             listen: flag(opts.listen, "--listen"),
             admin_listen: flag(opts.admin_listen, "--admin-listen"),
+            admin_token: flag(opts.admin_token.clone(), "--admin-token"),
             ..RawEdge::default()
         },
         cache: RawCache {
@@ -169,6 +172,7 @@ mod tests {
             origin: "http://[::1]:9000".to_string(),
             listen: Some("0.0.0.0:80".parse().unwrap()),
             admin_listen: Some("127.0.0.1:81".parse().unwrap()),
+            admin_token: Some("0123456789abcdef".to_string()),
             cache_dir: Some(PathBuf::from("c")),
             capacity: Some("64MiB".to_string()),
             default_ttl: Some(60),
@@ -180,6 +184,7 @@ mod tests {
         assert_eq!(c.cache.capacity, 64 << 20);
         assert_eq!(c.cache.segment_size, 16 << 20);
         assert_eq!(c.edge.listen.port(), 80);
+        assert_eq!(c.edge.admin_token.as_deref(), Some("0123456789abcdef"));
         let b = &c.distributions[0].default_behavior;
         assert_eq!((b.default_ttl, b.min_ttl, b.max_ttl), (60, 10, 600));
         assert_eq!(c.distributions[0].origins[0].host, "::1");

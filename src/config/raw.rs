@@ -27,6 +27,7 @@ pub(crate) struct RawEdge {
     pub domain: Field<String>,
     pub listen: Field<SocketAddr>,
     pub admin_listen: Field<SocketAddr>,
+    pub admin_token: Field<String>,
     pub drain_timeout: Field<u64>,
     pub header_read_timeout: Field<u64>,
 }

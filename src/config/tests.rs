@@ -272,6 +272,25 @@ fn edge_rules_report_their_line() {
         (3, 16, "edge.admin_listen".into())
     );
     assert_eq!(
+        only(&edge("admin_listen = \"0.0.0.0:9090\""), "admin_token"),
+        (3, 16, "edge.admin_listen".into())
+    );
+    assert_eq!(
+        only(&edge("admin_token = \"short\""), "16 to 256"),
+        (3, 15, "edge.admin_token".into())
+    );
+    assert_eq!(
+        only(&edge("admin_token = \"0123456789abcdef ghi\""), "letters"),
+        (3, 15, "edge.admin_token".into())
+    );
+    let open = load_str(
+        &edge("admin_listen = \"0.0.0.0:9090\"\nadmin_token = \"0123456789abcdef==\""),
+        "t.toml",
+        Path::new("/etc/cairn"),
+    )
+    .unwrap();
+    assert_eq!(open.edge.admin_token.as_deref(), Some("0123456789abcdef=="));
+    assert_eq!(
         only(&edge("drain_timeout = 3601"), "between 0 and 3600"),
         (3, 17, "edge.drain_timeout".into())
     );

@@ -1,5 +1,6 @@
 //! Integration tests, one binary with a module per topic.
 
+mod admin_api;
 mod common;
 mod edge_basic;
 mod edge_config;
