@@ -1,10 +1,12 @@
 //! The admin API listener: `GET /status` (version, uptime, configuration version,
-//! distributions), `POST /reload`, `POST /invalidations` and `GET /invalidations/{id}`
+//! distributions), `GET /metrics` (Prometheus), `POST /reload`, `POST /invalidations` and `GET /invalidations/{id}`
 //! (see [`invalidations`]). With `[edge] admin_token` set, every request needs
 //! `Authorization: Bearer TOKEN` ([`auth`]).
 
 pub mod auth;
 pub mod invalidations;
+
+mod metrics;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -59,6 +61,7 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<BoxBody>
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/status") => json(StatusCode::OK, status(edge)),
+        (&Method::GET, "/metrics") => metrics::metrics(edge),
         (&Method::POST, "/reload") => reload(admin).await,
         (&Method::POST, "/invalidations") => invalidations::post(admin, req).await,
         (&Method::GET, p) if p.starts_with("/invalidations/") => {
@@ -67,7 +70,8 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<BoxBody>
         _ => json(
             StatusCode::NOT_FOUND,
             serde_json::json!({"error": "no such admin endpoint", "endpoints": [
-                "GET /status", "POST /reload", "POST /invalidations", "GET /invalidations/{id}",
+                "GET /status", "GET /metrics", "POST /reload", "POST /invalidations",
+                "GET /invalidations/{id}",
             ]}),
         ),
     }

@@ -225,7 +225,10 @@ pub async fn answer(
                 fill::spawn(edge.clone(), rt.clone(), request, r.fill().clone(), true);
                 (r, true)
             }
-            Joined::Follower(r) => (r, false),
+            Joined::Follower(r) => {
+                edge.metrics.collapsed();
+                (r, false)
+            }
         }
     };
     let head = loop {
@@ -434,17 +437,22 @@ async fn range_pass_through(
         }
     }
     let request_time = SystemTime::now();
-    let fetched = fetch(&plan, &Method::GET, |origin| {
-        origin_request(
-            origin,
-            name,
-            Method::GET,
-            keyed,
-            viewer,
-            extra.clone(),
-            None,
-        )
-    })
+    let fetched = fetch(
+        &plan,
+        &Method::GET,
+        |origin| {
+            origin_request(
+                origin,
+                name,
+                Method::GET,
+                keyed,
+                viewer,
+                extra.clone(),
+                None,
+            )
+        },
+        |o, r, t| edge.metrics.origin(&d.id, &o.id, r, t),
+    )
     .await;
     let response_time = SystemTime::now();
     let err = |status, msg: &str| {

@@ -124,17 +124,22 @@ async fn run(
         .unwrap_or_default();
     let request_time = SystemTime::now();
     let edge_name = rt.config.edge.name.clone();
-    let fetched = fetch(&plan, &Method::GET, |origin| {
-        origin_request(
-            origin,
-            &edge_name,
-            Method::GET,
-            &req.keyed,
-            &req.viewer,
-            conditional.clone(),
-            None,
-        )
-    })
+    let fetched = fetch(
+        &plan,
+        &Method::GET,
+        |origin| {
+            origin_request(
+                origin,
+                &edge_name,
+                Method::GET,
+                &req.keyed,
+                &req.viewer,
+                conditional.clone(),
+                None,
+            )
+        },
+        |o, r, t| edge.metrics.origin(&d.id, &o.id, r, t),
+    )
     .await;
     let Some(fetched) = fetched else {
         let detail = format!(

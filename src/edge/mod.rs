@@ -22,6 +22,7 @@ use std::time::SystemTime;
 use crate::access_log::{AccessLogs, LogHandle};
 use crate::collapse::Collapser;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::origin::{OriginClients, OriginError};
 use crate::store::Store;
 
@@ -103,6 +104,7 @@ pub struct Edge {
     pub(crate) fills: Collapser<FillHead>,
     pub logs: AccessLogs,
     pub started: SystemTime,
+    pub metrics: Metrics,
 }
 
 impl Edge {
@@ -113,6 +115,7 @@ impl Edge {
             fills: Collapser::default(),
             logs,
             started: SystemTime::now(),
+            metrics: Metrics::new(),
         })
     }
 

@@ -26,6 +26,7 @@ use crate::edge::router::host_name;
 use crate::edge::tracked::{Outcome, Tracked};
 use crate::edge::{cached, Edge, ResultType, Runtime};
 use crate::httpcache;
+use crate::metrics::{Metrics, NO_DISTRIBUTION};
 use crate::origin::fetch;
 
 /// How the request was answered, for headers and the log.
@@ -124,6 +125,7 @@ pub async fn handle(
     let rt = edge.runtime();
     let facts = facts(&req);
     let mut early = EarlyHangUp {
+        metrics: &edge.metrics,
         rt: &rt,
         facts: &facts,
         peer,
@@ -140,16 +142,13 @@ pub async fn handle(
         detailed,
         dist,
     } = answer;
-    let log = dist
-        .and_then(|i| rt.config.distributions.get(i))
-        .and_then(|d| {
-            rt.logs
-                .get(&d.id)
-                .map(|h| (h.clone(), d.assigned_domain(&rt.config.edge.domain)))
-        });
-    let Some((log, assigned)) = log else {
-        return resp;
-    };
+    let dist = dist.and_then(|i| rt.config.distributions.get(i));
+    let dist_id = dist.map_or(NO_DISTRIBUTION.to_string(), |d| d.id.clone());
+    let log = dist.and_then(|d| {
+        rt.logs
+            .get(&d.id)
+            .map(|h| (h.clone(), d.assigned_domain(&rt.config.edge.domain)))
+    });
     let (parts, body) = resp.into_parts();
     let status = parts.status.as_u16();
     let header_bytes: u64 = parts
@@ -161,16 +160,24 @@ pub async fn handle(
     let content_type = header_str(&parts.headers, CONTENT_TYPE);
     let content_len = header_str(&parts.headers, CONTENT_LENGTH).and_then(|v| v.parse().ok());
     let edge_name = rt.config.edge.name.clone();
+    let metrics_edge = edge.clone();
     let tracked = Tracked::new(body, content_len, move |out: Outcome| {
         // Status 000: the viewer hung up before the response was complete. CloudFront then
         // logs x-edge-result-type Error, the response result type the viewer would have
         // had, and ClientCommError as the detail.
         let hung_up = !out.complete && !out.failed;
-        let result_str = if out.failed || hung_up {
-            "Error"
+        let logged_result = if out.failed || hung_up {
+            ResultType::Error
         } else {
-            result.as_str()
+            result
         };
+        metrics_edge
+            .metrics
+            .request(&dist_id, logged_result, out.body_bytes);
+        let Some((log, assigned)) = log else {
+            return;
+        };
+        let result_str = logged_result.as_str();
         let response_result = if out.failed { "Error" } else { result.as_str() };
         log.log(LogEntry {
             time: SystemTime::now(),
@@ -218,6 +225,7 @@ pub async fn handle(
 /// drops `handle`'s future while it waits for the origin, say), so such a request is
 /// not missing from the log.
 struct EarlyHangUp<'a> {
+    metrics: &'a Metrics,
     rt: &'a Runtime,
     facts: &'a RequestFacts,
     peer: SocketAddr,
@@ -236,8 +244,10 @@ impl Drop for EarlyHangUp<'_> {
             .route(host_name(&f.host_header))
             .and_then(|i| rt.config.distributions.get(i))
         else {
+            self.metrics.request(NO_DISTRIBUTION, ResultType::Error, 0);
             return;
         };
+        self.metrics.request(&d.id, ResultType::Error, 0);
         let Some(log) = rt.logs.get(&d.id) else {
             return;
         };
@@ -395,17 +405,22 @@ async fn pass_through(
         || req.headers().contains_key(http::header::TRANSFER_ENCODING);
     let mut body = has_body.then(|| body::incoming(req.into_body()));
     let name = &rt.config.edge.name;
-    let fetched = fetch(&plan, &method, |origin| {
-        origin_request(
-            origin,
-            name,
-            method.clone(),
-            &keyed,
-            &viewer,
-            extra.clone(),
-            body.take(),
-        )
-    })
+    let fetched = fetch(
+        &plan,
+        &method,
+        |origin| {
+            origin_request(
+                origin,
+                name,
+                method.clone(),
+                &keyed,
+                &viewer,
+                extra.clone(),
+                body.take(),
+            )
+        },
+        |o, r, t| edge.metrics.origin(&d.id, &o.id, r, t),
+    )
     .await;
     let err = |status, msg: &str| {
         Answer::new(

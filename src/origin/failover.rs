@@ -3,6 +3,7 @@
 //! methods go to the first member only (their bodies cannot be replayed).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::{Method, Response};
 
@@ -25,10 +26,12 @@ pub struct Fetched {
 
 /// Fetches through the plan. `make` builds the request for one origin (Host, origin path
 /// and custom headers differ per origin); it is called once per attempted member.
+/// `observe` sees each attempt's result and the time it took to the response headers.
 pub async fn fetch(
     plan: &FetchPlan,
     method: &Method,
     mut make: impl FnMut(&Origin) -> OutgoingRequest,
+    mut observe: impl FnMut(&Origin, &Result<Response<BoxBody>, OriginError>, Duration),
 ) -> Option<Fetched> {
     let fails_over =
         *method == Method::GET || *method == Method::HEAD || *method == Method::OPTIONS;
@@ -40,7 +43,9 @@ pub async fn fetch(
     let mut last = None;
     for (i, client) in members.iter().enumerate() {
         let is_last = i + 1 == members.len();
+        let sent = Instant::now();
         let result = client.send(make(&client.origin)).await;
+        observe(&client.origin, &result, sent.elapsed());
         let next = match &result {
             Err(e) => e.fails_over(),
             Ok(resp) => plan.failover_statuses.contains(&resp.status().as_u16()),

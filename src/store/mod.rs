@@ -121,7 +121,7 @@ pub(crate) struct Events {
 }
 
 /// A snapshot of what the store holds and has done.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStats {
     pub objects: u64,
     pub blobs: u64,

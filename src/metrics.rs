@@ -1,0 +1,359 @@
+//! The edge's Prometheus metrics: viewer requests by distribution and result type,
+//! response bytes, origin requests by outcome with their latency, collapsed requests,
+//! fills in flight and the store's gauges and counters (read at scrape time). Encoded
+//! by `prometheus-client` in the OpenMetrics text format (`GET /metrics` on the admin
+//! listener).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::edge::ResultType;
+use crate::origin::OriginError;
+use crate::store::StoreStats;
+
+/// The distribution label of requests no distribution answered (no Host, unknown host).
+pub const NO_DISTRIBUTION: &str = "-";
+
+/// The Content-Type of [`Metrics::render`]'s output: Prometheus' classic text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    distribution: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DistLabels {
+    distribution: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabels {
+    distribution: String,
+    origin: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+/// What is read at scrape time (from the store and the collapse table).
+#[derive(Debug, Default)]
+struct Snapshot {
+    store: Option<StoreStats>,
+    fills_in_flight: u64,
+}
+
+#[derive(Debug, Default)]
+struct ScrapeCollector(Arc<Mutex<Snapshot>>);
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+    g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+impl Collector for ScrapeCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let snap = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        gauge(
+            &mut enc,
+            "cairn_fills_in_flight",
+            "Origin fills in flight",
+            snap.fills_in_flight,
+        )?;
+        let Some(s) = &snap.store else {
+            return Ok(());
+        };
+        let e = &mut enc;
+        gauge(e, "cairn_store_objects", "Objects in the store", s.objects)?;
+        gauge(
+            e,
+            "cairn_store_blobs",
+            "Distinct bodies in the store",
+            s.blobs,
+        )?;
+        gauge(
+            e,
+            "cairn_store_live_bytes",
+            "Bytes of live bodies and object records",
+            s.live_bytes,
+        )?;
+        gauge(
+            e,
+            "cairn_store_disk_bytes",
+            "Bytes of segment files on disk",
+            s.bytes_on_disk,
+        )?;
+        gauge(e, "cairn_store_segments", "Segment files", s.segments)?;
+        gauge(
+            e,
+            "cairn_store_capacity_bytes",
+            "The store's configured capacity in bytes",
+            s.capacity,
+        )?;
+        counter(
+            e,
+            "cairn_store_expired",
+            "Objects dropped past expiry since the store was opened",
+            s.expired,
+        )?;
+        counter(
+            e,
+            "cairn_store_evicted",
+            "Objects evicted to stay within capacity since the store was opened",
+            s.evicted_objects,
+        )?;
+        counter(
+            e,
+            "cairn_store_checksum_failures",
+            "Reads that failed a checksum since the store was opened",
+            s.checksum_failures,
+        )?;
+        counter(
+            e,
+            "cairn_store_reclaimed_segments",
+            "Segments reclaimed since the store was opened",
+            s.reclaimed_segments,
+        )
+    }
+}
+
+/// The registry and the metric families the edge records into.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    response_bytes: Family<DistLabels, Counter>,
+    origin_requests: Family<OriginLabels, Counter>,
+    origin_latency: Family<DistLabels, Histogram, fn() -> Histogram>,
+    collapsed: Counter,
+    scrape: Arc<Mutex<Snapshot>>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to ~32 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "cairn_requests",
+            "Viewer requests by distribution and result type (Hit, RefreshHit, Miss, Error)",
+            requests.clone(),
+        );
+        let response_bytes = Family::<DistLabels, Counter>::default();
+        registry.register(
+            "cairn_response_bytes",
+            "Response body bytes sent to viewers",
+            response_bytes.clone(),
+        );
+        let origin_requests = Family::<OriginLabels, Counter>::default();
+        registry.register(
+            "cairn_origin_requests",
+            "Origin requests by outcome (status class, connect_error, timeout, bad_response, tls_error)",
+            origin_requests.clone(),
+        );
+        let origin_latency: Family<DistLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "cairn_origin_latency",
+            "Time from sending an origin request to its response headers",
+            Unit::Seconds,
+            origin_latency.clone(),
+        );
+        let collapsed = Counter::default();
+        registry.register(
+            "cairn_collapsed_requests",
+            "Viewer requests that followed an origin fill another request started",
+            collapsed.clone(),
+        );
+        let build = Family::<VersionLabels, Gauge>::default();
+        build
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("cairn_build_info", "Cairn's version", build);
+        let scrape = Arc::new(Mutex::new(Snapshot::default()));
+        registry.register_collector(Box::new(ScrapeCollector(scrape.clone())));
+        Self {
+            registry,
+            requests,
+            response_bytes,
+            origin_requests,
+            origin_latency,
+            collapsed,
+            scrape,
+        }
+    }
+
+    /// One viewer request ended (`result` as logged), having sent `body_bytes`.
+    pub fn request(&self, distribution: &str, result: ResultType, body_bytes: u64) {
+        let distribution = distribution.to_string();
+        self.requests
+            .get_or_create(&RequestLabels {
+                distribution: distribution.clone(),
+                result: result.as_str(),
+            })
+            .inc();
+        self.response_bytes
+            .get_or_create(&DistLabels { distribution })
+            .inc_by(body_bytes);
+    }
+
+    /// One origin request: its outcome and, when it answered, the time to its headers.
+    pub fn origin<B>(
+        &self,
+        distribution: &str,
+        origin: &str,
+        result: &Result<http::Response<B>, OriginError>,
+        elapsed: Duration,
+    ) {
+        let outcome = match result {
+            Ok(r) => match r.status().as_u16() {
+                100..=199 => "1xx",
+                200..=299 => "2xx",
+                300..=399 => "3xx",
+                400..=499 => "4xx",
+                _ => "5xx",
+            },
+            Err(OriginError::Connect { .. }) => "connect_error",
+            Err(OriginError::Timeout { .. }) => "timeout",
+            Err(OriginError::BadResponse { .. }) => "bad_response",
+            Err(OriginError::Tls { .. }) => "tls_error",
+        };
+        self.origin_requests
+            .get_or_create(&OriginLabels {
+                distribution: distribution.to_string(),
+                origin: origin.to_string(),
+                outcome,
+            })
+            .inc();
+        if result.is_ok() {
+            self.origin_latency
+                .get_or_create(&DistLabels {
+                    distribution: distribution.to_string(),
+                })
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// A viewer followed a fill someone else started.
+    pub fn collapsed(&self) {
+        self.collapsed.inc();
+    }
+
+    /// The exposition, with the store's and the fills' values as of now.
+    pub fn render(&self, store: StoreStats, fills_in_flight: usize) -> String {
+        let mut out = String::new();
+        let mut snap = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        snap.store = Some(store);
+        snap.fills_in_flight = fills_in_flight as u64;
+        drop(snap);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        classic_counter_names(&out)
+    }
+}
+
+/// prometheus-client writes OpenMetrics, where a counter family `x` has samples `x_total`;
+/// the classic text format (what promtool lints, `text/plain; version=0.0.4`) names the
+/// family after its samples. Renaming the counter families in their HELP and TYPE lines
+/// is the only difference that matters: OpenMetrics' `# UNIT` and `# EOF` lines are
+/// comments in the classic format.
+fn classic_counter_names(text: &str) -> String {
+    let counters: HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len() + 16 * counters.len());
+    for line in text.lines() {
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let (name, tail) = line.strip_prefix(p)?.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_counters_and_histogram() {
+        let m = Metrics::new();
+        m.request("d1", ResultType::Miss, 10);
+        m.request("d1", ResultType::Hit, 5);
+        m.request("d1", ResultType::Hit, 5);
+        m.collapsed();
+        let ok: Result<http::Response<()>, OriginError> = Ok(http::Response::new(()));
+        m.origin("d1", "o1", &ok, Duration::from_millis(3));
+        let err: Result<http::Response<()>, OriginError> = Err(OriginError::Timeout {
+            origin: "o1".into(),
+            after: Duration::from_secs(1),
+        });
+        m.origin("d1", "o1", &err, Duration::from_secs(1));
+        let text = m.render(
+            StoreStats {
+                objects: 3,
+                ..StoreStats::default()
+            },
+            2,
+        );
+        for line in [
+            "cairn_requests_total{distribution=\"d1\",result=\"Hit\"} 2",
+            "cairn_requests_total{distribution=\"d1\",result=\"Miss\"} 1",
+            "cairn_response_bytes_total{distribution=\"d1\"} 20",
+            "cairn_origin_requests_total{distribution=\"d1\",origin=\"o1\",outcome=\"2xx\"} 1",
+            "cairn_origin_requests_total{distribution=\"d1\",origin=\"o1\",outcome=\"timeout\"} 1",
+            "cairn_origin_latency_seconds_count{distribution=\"d1\"} 1",
+            "cairn_collapsed_requests_total 1",
+            "cairn_fills_in_flight 2",
+            "cairn_store_objects 3",
+            "cairn_store_expired_total 0",
+            "cairn_build_info{version=\"",
+            "# TYPE cairn_requests_total counter",
+            "# HELP cairn_requests_total Viewer requests",
+            "# TYPE cairn_origin_latency_seconds histogram",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
