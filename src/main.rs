@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 
 use cairn::config;
 use cairn::serve::Source;
-use cairn::store::{Store, StoreConfig, StoreStats};
+
+mod inspect;
 
 #[derive(Parser)]
 #[command(
@@ -105,8 +106,11 @@ struct InvalidateArgs {
 
 #[derive(Subcommand)]
 enum Inspect {
-    /// Objects, blobs, bytes and segments.
+    /// Objects, blobs, bytes, segments, objects per distribution, oldest and newest.
     Summary {
+        /// The edge's configuration file (for the capacity).
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -117,6 +121,67 @@ enum Inspect {
     },
     /// Rebuild the index from the segments (the old index is moved aside).
     RebuildIndex,
+    /// One line per object: key, kind, status, size, times, age and TTL left.
+    Ls {
+        /// Only this distribution's objects.
+        #[arg(long)]
+        distribution: Option<String>,
+        /// Only paths starting with this (e.g. /images/).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// At most this many objects (0: all).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every metadata field of one object and where its body lives.
+    Show {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one object's body to stdout (checked chunk by chunk).
+    Cat {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// How the edge would answer a URL: distribution, behaviour, key, what is stored and
+    /// what the next request would do.
+    Explain {
+        /// http://HOST/path?query
+        url: String,
+        /// The edge's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// A request header of the synthetic request (NAME:VALUE; repeatable).
+        #[arg(long, short = 'H')]
+        header: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One object: a URL (keyed with --config or --distribution) or a raw key.
+#[derive(clap::Args)]
+struct Target {
+    /// http://HOST/path?query
+    #[arg(required_unless_present = "key_hex")]
+    url: Option<String>,
+    /// The raw key in hex, as `ls --json` prints it.
+    #[arg(long, conflicts_with_all = ["url", "config", "distribution"])]
+    key_hex: Option<String>,
+    /// Route the URL and form its key as the edge configured by this file would.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Key the URL's path in this distribution (no query, headers or cookies).
+    #[arg(long, conflicts_with = "config")]
+    distribution: Option<String>,
+    /// A request header of the synthetic request (NAME:VALUE; repeatable): keyed headers,
+    /// Vary selection.
+    #[arg(long, short = 'H')]
+    header: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -142,23 +207,6 @@ fn init_logging(format: &str) {
     } else {
         builder.init();
     }
-}
-
-fn open_offline(dir: &std::path::Path, rebuild: bool) -> anyhow::Result<Store> {
-    let mut cfg = StoreConfig::new(dir, u64::MAX / 4);
-    cfg.background_interval = None;
-    if !dir.join("FORMAT").exists() {
-        anyhow::bail!(
-            "{} is not a cairn cache directory (no FORMAT file)",
-            dir.display()
-        );
-    }
-    let store = if rebuild {
-        Store::open_rebuilding(cfg)
-    } else {
-        Store::open(cfg)
-    };
-    store.with_context(|| format!("opening the cache in {}", dir.display()))
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -318,85 +366,9 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => return serve(args),
-        Command::CheckConfig { file } => return Ok(check_config(&file)),
-        Command::Invalidate(args) => return invalidate(args),
-        Command::CacheInspect { cache_dir, what } => match what {
-            Inspect::Summary { json } => {
-                let store = open_offline(&cache_dir, false)?;
-                print_summary(&store.stats(), json);
-            }
-            Inspect::Segments { json } => {
-                let store = open_offline(&cache_dir, false)?;
-                let segs = store.segments();
-                if json {
-                    let v: Vec<_> = segs
-                        .iter()
-                        .map(|s| {
-                            serde_json::json!({
-                                "id": s.id,
-                                "state": s.state.as_str(),
-                                "bytes_on_disk": s.bytes_on_disk,
-                                "path": s.path,
-                            })
-                        })
-                        .collect();
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                } else {
-                    println!("{:>18}  {:<7}  {:>10}", "ID", "STATE", "ON DISK");
-                    for s in segs {
-                        println!(
-                            "{:>18}  {:<7}  {:>10}",
-                            format!("{:016x}", s.id),
-                            s.state.as_str(),
-                            human(s.bytes_on_disk)
-                        );
-                    }
-                }
-            }
-            Inspect::RebuildIndex => {
-                let store = open_offline(&cache_dir, true)?;
-                let s = store.stats();
-                println!(
-                    "rebuilt the index of {}: {} objects, {} blobs",
-                    cache_dir.display(),
-                    s.objects,
-                    s.blobs
-                );
-            }
-        },
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn human(n: u64) -> String {
-    bytesize::ByteSize(n).display().iec().to_string()
-}
-
-fn print_summary(s: &StoreStats, json: bool) {
-    if json {
-        let v = serde_json::json!({
-            "objects": s.objects,
-            "blobs": s.blobs,
-            "live_bytes": s.live_bytes,
-            "bytes_on_disk": s.bytes_on_disk,
-            "index_bytes_on_disk": s.index_bytes_on_disk,
-            "segments": s.segments,
-            "dedup_saved_bytes": s.dedup_saved_bytes,
-        });
-        println!("{v:#}");
-        return;
-    }
-    let rows = [
-        ("objects", s.objects.to_string()),
-        ("blobs", s.blobs.to_string()),
-        ("live bytes", human(s.live_bytes)),
-        ("bytes on disk", human(s.bytes_on_disk)),
-        ("index on disk", human(s.index_bytes_on_disk)),
-        ("segments", s.segments.to_string()),
-        ("saved by dedup", human(s.dedup_saved_bytes)),
-    ];
-    for (k, v) in rows {
-        println!("{k:<16} {v:>12}");
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::Invalidate(args) => invalidate(args),
+        Command::CacheInspect { cache_dir, what } => inspect::run(&cache_dir, what),
     }
 }

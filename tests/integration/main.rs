@@ -9,6 +9,7 @@ mod edge_harness;
 mod edge_logs;
 mod edge_policy;
 mod fuzz_corpus;
+mod inspect_cli;
 mod rfc_freshness;
 mod rfc_invalidation;
 mod rfc_ranges;
