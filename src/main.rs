@@ -35,7 +35,7 @@ enum Command {
         /// The configuration file.
         file: PathBuf,
     },
-    /// Invalidate paths of a distribution through a running edge's admin API.
+    /// Invalidate paths or cache tags of a distribution through a running edge's admin API.
     Invalidate(InvalidateArgs),
     /// Look inside a cache directory (offline: the edge must not be running on it).
     CacheInspect {
@@ -90,7 +90,7 @@ struct InvalidateArgs {
     /// The distribution id.
     #[arg(long)]
     distribution: String,
-    /// Only count the objects the paths match.
+    /// Only count the objects the paths and tags match.
     #[arg(long)]
     dry_run: bool,
     /// The admin token (or the CAIRN_ADMIN_TOKEN environment variable).
@@ -99,8 +99,13 @@ struct InvalidateArgs {
     /// Wait until the invalidation has completed.
     #[arg(long)]
     wait: bool,
+    /// A cache tag (the origin's Surrogate-Key / Cache-Tag): removes every object
+    /// carrying it. Repeatable.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
     /// Paths: "/a.jpg", "/images/*", "/*" (case-sensitive; '*' only at the end).
-    #[arg(required = true)]
+    /// Optional when --tag is given.
+    #[arg(required_unless_present = "tags")]
     paths: Vec<String>,
 }
 
@@ -260,6 +265,7 @@ fn invalidate(args: InvalidateArgs) -> anyhow::Result<ExitCode> {
         let body = serde_json::json!({
             "distribution": args.distribution,
             "paths": args.paths,
+            "tags": args.tags,
             "dry_run": args.dry_run,
         });
         let env_token = std::env::var("CAIRN_ADMIN_TOKEN").ok();

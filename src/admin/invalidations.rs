@@ -8,6 +8,11 @@
 //! durable through the store's prefix tombstones. At startup [`Invalidations::open`]
 //! reads the journal back, keeps the recent entries, and [`Invalidations::replay`] runs
 //! the ones that never completed (removing by prefix is idempotent).
+//!
+//! A request may also (or instead) name cache tags (`"tags": [...]`, the origin's
+//! `Surrogate-Key` / `Cache-Tag`): the job walks every object of the store and removes
+//! (per-key tombstones) those of the distribution carrying one of them. Tag jobs are
+//! journalled the same way (journal lines without `tags` are path-only jobs).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -20,10 +25,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache_key::{exact_path_prefix, normalize_path, path_prefix, root_object_path};
 use crate::config::Distribution;
+use crate::httpcache::tags::tag_problem;
 use crate::store::Store;
 
 /// Paths accepted in one request (CloudFront's limit for a single invalidation).
 pub const MAX_PATHS: usize = 3000;
+/// Tags accepted in one request (Fastly's batch purge limit).
+pub const MAX_TAGS: usize = 256;
 /// Completed invalidations remembered across restarts (the journal is compacted to these).
 const KEEP_COMPLETED: usize = 1000;
 /// Objects listed per page when counting a dry run.
@@ -40,9 +48,14 @@ enum Line {
     Create {
         id: String,
         distribution: String,
+        #[serde(default)]
         paths: Vec<String>,
         /// Store key prefixes, hex.
+        #[serde(default)]
         prefixes: Vec<String>,
+        /// Cache tags (absent from path-only lines, and from journals written before tags).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tags: Vec<String>,
     },
     Done {
         id: String,
@@ -70,6 +83,7 @@ pub struct Entry {
     pub id: String,
     pub distribution: String,
     pub paths: Vec<String>,
+    pub tags: Vec<String>,
     prefixes: Vec<Vec<u8>>,
     pub status: Status,
     pub objects: u64,
@@ -84,6 +98,7 @@ impl Entry {
             "distribution": self.distribution,
             "status": self.status.as_str(),
             "paths": self.paths,
+            "tags": self.tags,
             "objects": self.objects,
         })
     }
@@ -103,18 +118,21 @@ struct State {
     seq: u64,
 }
 
-/// A validated request: its normalised paths and the key prefixes to remove.
+/// A validated request: its normalised paths, the key prefixes to remove, and the cache
+/// tags whose objects to remove.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub paths: Vec<String>,
     pub prefixes: Vec<Vec<u8>>,
+    pub tags: Vec<String>,
 }
 
-/// Checks CloudFront's path syntax and builds the key prefixes for distribution `d`.
-/// The error names the offending path.
-pub fn plan(d: &Distribution, paths: &[String]) -> Result<Plan, String> {
-    if paths.is_empty() {
-        return Err("`paths` must list at least one path".into());
+/// Checks CloudFront's path syntax and the tags, and builds the key prefixes for
+/// distribution `d`. At least one path or tag is needed. The error names the offending
+/// path or tag.
+pub fn plan(d: &Distribution, paths: &[String], tags: &[String]) -> Result<Plan, String> {
+    if paths.is_empty() && tags.is_empty() {
+        return Err("`paths` or `tags` must list at least one path or tag".into());
     }
     if paths.len() > MAX_PATHS {
         return Err(format!(
@@ -122,13 +140,29 @@ pub fn plan(d: &Distribution, paths: &[String]) -> Result<Plan, String> {
             paths.len()
         ));
     }
+    if tags.len() > MAX_TAGS {
+        return Err(format!(
+            "at most {MAX_TAGS} tags per invalidation (got {})",
+            tags.len()
+        ));
+    }
     let mut prefixes = Vec::with_capacity(paths.len());
     for p in paths {
         prefixes.push(prefix_of(d, p).map_err(|m| format!("invalid path {p:?}: {m}"))?);
     }
+    let mut uniq: Vec<String> = Vec::with_capacity(tags.len());
+    for t in tags {
+        if let Some(m) = tag_problem(t) {
+            return Err(format!("invalid tag {t:?}: {m}"));
+        }
+        if !uniq.contains(t) {
+            uniq.push(t.clone());
+        }
+    }
     Ok(Plan {
         paths: paths.to_vec(),
         prefixes: minimal(prefixes),
+        tags: uniq,
     })
 }
 
@@ -176,8 +210,40 @@ fn minimal(mut prefixes: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     out
 }
 
-/// How many live objects the prefixes match (listing a bounded number of pages each).
-pub fn count(store: &Store, prefixes: &[Vec<u8>]) -> Result<u64, String> {
+/// How many live objects of `distribution` the plan matches: those under its prefixes
+/// (listing a bounded number of pages each) plus the others carrying one of its tags.
+pub fn count(store: &Store, distribution: &str, plan: &Plan) -> Result<u64, String> {
+    let n = count_prefixes(store, &plan.prefixes)?;
+    let tagged = tagged_keys(store, distribution, &plan.tags, &plan.prefixes)?;
+    Ok(n + tagged.len() as u64)
+}
+
+/// The keys of the live objects of `distribution` carrying one of `tags`, except those
+/// under one of `skip` (walks the whole store).
+fn tagged_keys(
+    store: &Store,
+    distribution: &str,
+    tags: &[String],
+    skip: &[Vec<u8>],
+) -> Result<Vec<Vec<u8>>, String> {
+    if tags.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: std::collections::HashSet<&str> = tags.iter().map(String::as_str).collect();
+    let mut keys = Vec::new();
+    for o in store.iter() {
+        let o = o.map_err(|e| e.to_string())?;
+        if o.distribution == distribution
+            && o.tags.iter().any(|t| wanted.contains(t.as_str()))
+            && !skip.iter().any(|p| o.key.starts_with(p))
+        {
+            keys.push(o.key);
+        }
+    }
+    Ok(keys)
+}
+
+fn count_prefixes(store: &Store, prefixes: &[Vec<u8>]) -> Result<u64, String> {
     let mut n = 0u64;
     for prefix in prefixes {
         let mut after: Option<Vec<u8>> = None;
@@ -195,11 +261,23 @@ pub fn count(store: &Store, prefixes: &[Vec<u8>]) -> Result<u64, String> {
     Ok(n)
 }
 
-/// Removes every object under the prefixes (durably); returns how many were removed.
-fn remove(store: &Store, prefixes: &[Vec<u8>]) -> Result<u64, String> {
+/// Removes every object under the prefixes, then every object of `distribution` carrying
+/// one of the tags (durably); returns how many were removed.
+fn remove(
+    store: &Store,
+    distribution: &str,
+    prefixes: &[Vec<u8>],
+    tags: &[String],
+) -> Result<u64, String> {
     let mut n = 0;
     for p in prefixes {
         n += store.remove_prefix(p).map_err(|e| e.to_string())?;
+    }
+    // Collected first, removed after the walk (the walk pages through the index).
+    for key in tagged_keys(store, distribution, tags, &[])? {
+        if store.remove(&key).map_err(|e| e.to_string())? {
+            n += 1;
+        }
     }
     Ok(n)
 }
@@ -234,6 +312,7 @@ fn create_line(e: &Entry) -> Line {
         distribution: e.distribution.clone(),
         paths: e.paths.clone(),
         prefixes: e.prefixes.iter().map(|p| hex(p)).collect(),
+        tags: e.tags.clone(),
     }
 }
 
@@ -266,6 +345,7 @@ impl Invalidations {
                             distribution,
                             paths,
                             prefixes,
+                            tags,
                         } => {
                             let Some(prefixes) = prefixes
                                 .iter()
@@ -286,6 +366,7 @@ impl Invalidations {
                                     id,
                                     distribution,
                                     paths,
+                                    tags,
                                     prefixes,
                                     status: Status::InProgress,
                                     objects: 0,
@@ -371,6 +452,7 @@ impl Invalidations {
             id: format!("I{n:016X}"),
             distribution: distribution.to_string(),
             paths: plan.paths,
+            tags: plan.tags,
             prefixes: plan.prefixes,
             status: Status::InProgress,
             objects: 0,
@@ -390,7 +472,7 @@ impl Invalidations {
     /// Runs invalidation `id` to completion and records it. Blocking.
     pub fn run(&self, store: &Store, id: &str) {
         let Some(e) = self.get(id) else { return };
-        let objects = match remove(store, &e.prefixes) {
+        let objects = match remove(store, &e.distribution, &e.prefixes, &e.tags) {
             Ok(n) => n,
             Err(err) => {
                 // Stays InProgress: the next start replays it.
@@ -445,7 +527,10 @@ const MAX_BODY: usize = 1 << 20;
 #[serde(deny_unknown_fields)]
 struct Request {
     distribution: String,
+    #[serde(default)]
     paths: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
     #[serde(default)]
     dry_run: bool,
 }
@@ -474,7 +559,7 @@ pub async fn post(
             return error(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "expected {{\"distribution\": ID, \"paths\": [...], \"dry_run\": bool}}: {e}"
+                    "expected {{\"distribution\": ID, \"paths\": [...], \"tags\": [...], \"dry_run\": bool}}: {e}"
                 ),
             )
         }
@@ -491,14 +576,15 @@ pub async fn post(
             format!("no distribution {:?}", r.distribution),
         );
     };
-    let plan = match plan(d, &r.paths) {
+    let plan = match plan(d, &r.paths, &r.tags) {
         Ok(p) => p,
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     let a = admin.clone();
     if r.dry_run {
-        let paths = plan.paths.clone();
-        let n = tokio::task::spawn_blocking(move || count(&a.edge.store, &plan.prefixes)).await;
+        let (paths, tags) = (plan.paths.clone(), plan.tags.clone());
+        let dist = r.distribution.clone();
+        let n = tokio::task::spawn_blocking(move || count(&a.edge.store, &dist, &plan)).await;
         return match n {
             Ok(Ok(n)) => super::json(
                 StatusCode::OK,
@@ -507,6 +593,7 @@ pub async fn post(
                     "distribution": r.distribution,
                     "status": "Completed",
                     "paths": paths,
+                    "tags": tags,
                     "objects": n,
                 }),
             ),
@@ -577,13 +664,13 @@ mod tests {
     fn path_syntax() {
         let d = dist(None);
         for bad in ["img/x", "/a*b", "/**", "", "*", "/a b", "/a?x=1", "/%zz"] {
-            let e = plan(&d, &paths(&[bad])).unwrap_err();
+            let e = plan(&d, &paths(&[bad]), &[]).unwrap_err();
             assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
         }
-        assert!(plan(&d, &[]).is_err());
-        let p = plan(&d, &paths(&["/a.jpg", "/images/*", "/*"])).unwrap();
+        assert!(plan(&d, &[], &[]).is_err());
+        let p = plan(&d, &paths(&["/a.jpg", "/images/*", "/*"]), &[]).unwrap();
         assert_eq!(p.prefixes, vec![path_prefix("default", "/")]);
-        let p = plan(&d, &paths(&["/images/*", "/images/1.jpg", "/b"])).unwrap();
+        let p = plan(&d, &paths(&["/images/*", "/images/1.jpg", "/b"]), &[]).unwrap();
         assert_eq!(
             p.prefixes,
             vec![
@@ -592,14 +679,14 @@ mod tests {
             ]
         );
         // Normalised like viewer paths.
-        let p = plan(&d, &paths(&["/a/../%7Eb"])).unwrap();
+        let p = plan(&d, &paths(&["/a/../%7Eb"]), &[]).unwrap();
         assert_eq!(p.prefixes, vec![exact_path_prefix("default", "/~b")]);
     }
 
     #[test]
     fn root_object() {
         let d = dist(Some("index.html"));
-        let p = plan(&d, &paths(&["/"])).unwrap();
+        let p = plan(&d, &paths(&["/"]), &[]).unwrap();
         assert_eq!(
             p.prefixes,
             vec![exact_path_prefix("default", "/index.html")]
@@ -612,10 +699,10 @@ mod tests {
         let d = dist(None);
         let inv = Invalidations::open(dir.path()).unwrap();
         let a = inv
-            .create("default", plan(&d, &paths(&["/a"])).unwrap())
+            .create("default", plan(&d, &paths(&["/a"]), &[]).unwrap())
             .unwrap();
         let b = inv
-            .create("default", plan(&d, &paths(&["/b*"])).unwrap())
+            .create("default", plan(&d, &paths(&["/b*"]), &[]).unwrap())
             .unwrap();
         assert_ne!(a.id, b.id);
         {
@@ -642,8 +729,104 @@ mod tests {
         assert_eq!(gb.status, Status::InProgress);
         assert_eq!(gb.prefixes, vec![path_prefix("default", "/b")]);
         let c = inv
-            .create("default", plan(&d, &paths(&["/c"])).unwrap())
+            .create("default", plan(&d, &paths(&["/c"]), &[]).unwrap())
             .unwrap();
         assert!(id_number(&c.id).unwrap() > id_number(&b.id).unwrap());
+    }
+
+    #[test]
+    fn tags_are_checked_and_deduplicated() {
+        let d = dist(None);
+        let p = plan(&d, &[], &paths(&["a", "b", "a"])).unwrap();
+        assert_eq!((p.tags, p.prefixes.len()), (paths(&["a", "b"]), 0));
+        let long = "x".repeat(129);
+        for bad in ["", "a b", "a\tb", "a\u{7f}", long.as_str()] {
+            let e = plan(&d, &paths(&["/ok"]), &paths(&["fine", bad])).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{bad:?}: {e}");
+        }
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+        assert!(plan(&d, &[], &many).is_err());
+    }
+
+    #[test]
+    fn journal_keeps_tags_and_reads_old_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dist(None);
+        let inv = Invalidations::open(dir.path()).unwrap();
+        let a = inv
+            .create("default", plan(&d, &[], &paths(&["product-1"])).unwrap())
+            .unwrap();
+        drop(inv);
+        // A line written before tags existed.
+        let old = format!(
+            "{{\"op\":\"create\",\"id\":\"I0000000000000001\",\"distribution\":\"default\",\"paths\":[\"/x\"],\"prefixes\":[\"{}\"]}}\n",
+            hex(&exact_path_prefix("default", "/x"))
+        );
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL))
+            .unwrap();
+        f.write_all(old.as_bytes()).unwrap();
+        drop(f);
+        let inv = Invalidations::open(dir.path()).unwrap();
+        let ga = inv.get(&a.id).unwrap();
+        assert_eq!(
+            (ga.tags, ga.status),
+            (paths(&["product-1"]), Status::InProgress)
+        );
+        assert!(ga.paths.is_empty());
+        let old = inv.get("I0000000000000001").unwrap();
+        assert!(old.tags.is_empty());
+        assert_eq!(old.prefixes, vec![exact_path_prefix("default", "/x")]);
+        // Path-only lines are written without `tags`.
+        let text = std::fs::read_to_string(dir.path().join(JOURNAL)).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("I0000000000000001"))
+            .unwrap();
+        assert!(!line.contains("tags"), "{line}");
+    }
+
+    #[test]
+    fn tag_jobs_remove_tagged_objects_of_the_distribution() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::store::StoreConfig::new(dir.path().join("s"), 64 * crate::store::MIB);
+        cfg.segment_size = 4 * crate::store::MIB;
+        cfg.background_interval = None;
+        let store = Store::open(cfg).unwrap();
+        let far = SystemTime::now() + std::time::Duration::from_secs(3600);
+        let put = |key: &str, dist: &str, tags: &[&str]| {
+            store
+                .insert(
+                    crate::store::ObjectSpec {
+                        key: key.as_bytes().to_vec(),
+                        distribution: dist.into(),
+                        tags: paths(tags),
+                        meta: Vec::new(),
+                        stored_at: SystemTime::now(),
+                        expires_at: far,
+                    },
+                    key.as_bytes(),
+                )
+                .unwrap();
+        };
+        put("k1", "default", &["p1", "all"]);
+        put("k2", "default", &["p2", "all"]);
+        put("k3", "other", &["p1"]);
+        put("k4", "default", &[]);
+        let d = dist(None);
+        let p = plan(&d, &[], &paths(&["all"])).unwrap();
+        assert_eq!(count(&store, "default", &p), Ok(2));
+        let inv = Invalidations::open(dir.path()).unwrap();
+        let e = inv
+            .create("default", plan(&d, &[], &paths(&["p1"])).unwrap())
+            .unwrap();
+        inv.run(&store, &e.id);
+        let e = inv.get(&e.id).unwrap();
+        assert_eq!((e.status, e.objects), (Status::Completed, 1));
+        assert!(store.info(b"k1").unwrap().is_none());
+        for k in ["k2", "k3", "k4"] {
+            assert!(store.info(k.as_bytes()).unwrap().is_some(), "{k}");
+        }
     }
 }

@@ -485,6 +485,7 @@ async fn range_pass_through(
         Ok(resp) => {
             let (mut parts, mut body) = resp.into_parts();
             httpcache::strip_hop_by_hop(&mut parts.headers);
+            let tags = httpcache::tags::take_tags(&mut parts.headers);
             if parts.status == StatusCode::PARTIAL_CONTENT {
                 body = partial::store_while_streaming(
                     edge,
@@ -492,6 +493,7 @@ async fn range_pass_through(
                     &d.id,
                     &keyed.key,
                     &parts.headers,
+                    tags,
                     body,
                     request_time,
                     response_time,

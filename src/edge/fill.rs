@@ -218,6 +218,8 @@ async fn run(
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let mut headers = parts.headers;
     httpcache::strip_hop_by_hop(&mut headers);
+    // Stored with the object, sent to nobody.
+    let tags = httpcache::tags::take_tags(&mut headers);
     let decision = httpcache::decide_store(&policy, &facts, parts.status, &headers, response_time);
     let age = httpcache::initial_age(&headers, request_time, response_time);
     add_date_if_absent(&mut headers, response_time);
@@ -302,7 +304,7 @@ async fn run(
         match edge.store.begin(ObjectSpec {
             key,
             distribution: d.id.clone(),
-            tags: Vec::new(),
+            tags: tags.clone(),
             meta: meta.encode(),
             stored_at: response_time,
             expires_at,
@@ -403,6 +405,8 @@ fn refresh(
     let mut merged = stored.header_map();
     let mut update = fresh.clone();
     httpcache::strip_hop_by_hop(&mut update);
+    // The object keeps the tags it was stored with.
+    httpcache::tags::strip_tag_headers(&mut update);
     add_date_if_absent(&mut update, response_time);
     for name in update.keys() {
         if name == CONTENT_LENGTH
@@ -504,6 +508,8 @@ fn index_variants(
     let spec = ObjectSpec {
         key: primary.to_vec(),
         distribution: distribution.to_string(),
+        // Untagged: a tag invalidation removes the variants carrying the tag, and the
+        // index then just leads to misses for them.
         tags: Vec::new(),
         meta: Meta::Variants(names.to_vec()).encode(),
         stored_at: now,

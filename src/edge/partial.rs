@@ -113,7 +113,8 @@ pub async fn serve(
 }
 
 /// If the origin's 206 may be stored, returns its body wrapped so that it is written to
-/// the store as it streams to the viewer and committed (and indexed) when it ends.
+/// the store as it streams to the viewer and committed (and indexed) when it ends. The part
+/// carries `tags` (the index listing the parts does not: a missing part is skipped).
 #[allow(clippy::too_many_arguments)]
 pub fn store_while_streaming(
     edge: &Edge,
@@ -121,6 +122,7 @@ pub fn store_while_streaming(
     distribution: &str,
     primary: &[u8],
     headers: &HeaderMap,
+    tags: Vec<String>,
     body: BoxBody,
     request_time: SystemTime,
     response_time: SystemTime,
@@ -186,7 +188,7 @@ pub fn store_while_streaming(
     let writer = match edge.store.begin(ObjectSpec {
         key: part_key(primary, part.start, part.end),
         distribution: distribution.to_string(),
-        tags: Vec::new(),
+        tags,
         meta: meta.encode(),
         stored_at: response_time,
         expires_at,

@@ -455,6 +455,7 @@ async fn pass_through(
                 &parts,
             );
             httpcache::strip_hop_by_hop(&mut parts.headers);
+            httpcache::tags::strip_tag_headers(&mut parts.headers);
             let result = ResultType::from_origin_status(parts.status);
             decorate(&mut parts.headers, name, result);
             Answer::new(Response::from_parts(parts, body), result, Some(di))

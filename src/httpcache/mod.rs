@@ -7,7 +7,8 @@
 //! (RFC 9110 §7.6.1), validators for
 //! revalidation (RFC 9111 §4.3.1), viewers' conditional requests (RFC 9110 §13,
 //! `conditional`), byte ranges (RFC 9110 §14, `range`), Vary (RFC 9111 §4.1) and
-//! invalidation after unsafe methods (RFC 9111 §4.4).
+//! invalidation after unsafe methods (RFC 9111 §4.4), and cache tags (`Surrogate-Key`,
+//! `Cache-Tag`, `tags`).
 
 mod age;
 mod cache_control;
@@ -18,6 +19,7 @@ mod invalidate;
 pub mod range;
 mod reuse;
 mod store;
+pub mod tags;
 mod targeted;
 mod ttl;
 mod validators;

@@ -2,6 +2,7 @@
 
 mod admin_api;
 mod admin_metrics;
+mod admin_tags;
 mod common;
 mod edge_basic;
 mod edge_config;
