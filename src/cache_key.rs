@@ -247,6 +247,21 @@ pub fn exact_path_prefix(distribution: &str, path: &str) -> Vec<u8> {
     out
 }
 
+/// The key of the variant of `primary` that `req` selects, for a response that varies on
+/// `names` (storage-format.md §8): `primary ++ 0x00 ++ suffix`. 0x00 never occurs inside a
+/// key field (it is escaped), so the suffix cannot be confused with the primary key's
+/// fields, and exact-path prefixes still match every variant.
+pub fn variant_key(primary: &[u8], names: &[String], req: &HeaderMap) -> Vec<u8> {
+    let names: Vec<HeaderName> = names
+        .iter()
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect();
+    let mut k = primary.to_vec();
+    k.push(0);
+    k.extend_from_slice(&crate::httpcache::variant_suffix(&names, req));
+    k
+}
+
 /// Reads a key back into its fields; None when `key` is not a key this module builds
 /// (wrong number of fields, bad escape, a field that is not UTF-8, a path not starting
 /// with '/', an empty header name). Header and cookie values the viewer sent as non-UTF-8

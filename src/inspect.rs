@@ -15,7 +15,7 @@ use cairn::cache_key::{self, KeyInput, KeyParts};
 use cairn::config::{self, Behavior, Config, Distribution};
 use cairn::edge::meta::{Meta, StoredResponse};
 use cairn::edge::router::Router;
-use cairn::httpcache::{self, Mode, RequestFacts, Reuse, StoredFacts};
+use cairn::httpcache::{self, Mode, RequestFacts, Reuse};
 use cairn::store::{ObjectInfo, Store, StoreConfig, StoreError};
 
 use crate::{Inspect, Target};
@@ -613,18 +613,6 @@ fn resolve(target: &Target) -> anyhow::Result<Vec<u8>> {
     anyhow::bail!("{url}: say how to form its key: --config FILE or --distribution ID")
 }
 
-/// The key of the variant of `primary` that `req` selects (as the edge forms it).
-fn variant_key(primary: &[u8], names: &[String], req: &HeaderMap) -> Vec<u8> {
-    let names: Vec<HeaderName> = names
-        .iter()
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .collect();
-    let mut k = primary.to_vec();
-    k.push(0);
-    k.extend_from_slice(&httpcache::variant_suffix(&names, req));
-    k
-}
-
 /// The objects stored under `primary` (variants, parts), bounded.
 fn children(store: &Store, primary: &[u8]) -> anyhow::Result<Vec<ObjectInfo>> {
     let mut p = primary.to_vec();
@@ -828,7 +816,7 @@ fn cat(store: &Store, target: &Target) -> anyhow::Result<ExitCode> {
     // Follow a Vary index to the variant the given headers select.
     if let Some(info) = store.info(&key)? {
         if let Ok(Meta::Variants(names)) = Meta::decode(&info.meta) {
-            key = variant_key(&key, &names, &parse_headers(&target.header)?);
+            key = cache_key::variant_key(&key, &names, &parse_headers(&target.header)?);
         }
     }
     let Some(info) = store.info(&key)? else {
@@ -864,18 +852,6 @@ fn cat(store: &Store, target: &Target) -> anyhow::Result<ExitCode> {
 
 // ---------------------------------------------------------------------------------------
 // explain
-
-fn stored_facts(meta: &StoredResponse, now: SystemTime) -> StoredFacts {
-    StoredFacts {
-        freshness: Duration::from_secs(meta.ttl_s),
-        current_age: meta.age_at(now),
-        revalidate_each_use: meta.revalidate_each_use,
-        must_revalidate: meta.must_revalidate,
-        stale_while_revalidate: meta.stale_while_revalidate_s.map(Duration::from_secs),
-        stale_if_error: meta.stale_if_error_s.map(Duration::from_secs),
-        has_validator: httpcache::has_validator(&meta.header_map()),
-    }
-}
 
 fn explain(
     store: &Store,
@@ -944,7 +920,7 @@ fn explain(
                     for k in &kids {
                         lines.push(("stored variant".into(), view_key(&k.key).render()));
                     }
-                    let vk = variant_key(key, &names, &r.headers);
+                    let vk = cache_key::variant_key(key, &names, &r.headers);
                     lines.push(("selected variant".into(), view_key(&vk).render()));
                     o.insert(
                         "vary".into(),
@@ -959,7 +935,7 @@ fn explain(
                     o.insert("stored".into(), Value::Null);
                 }
                 Some((Ok(Meta::Response(m)), info)) => {
-                    let facts = stored_facts(&m, now);
+                    let facts = &m.facts(now);
                     let remaining =
                         m.ttl_s as i64 - facts.current_age.as_secs().min(i64::MAX as u64) as i64;
                     let req = RequestFacts::from_request(&Method::GET, &r.headers);

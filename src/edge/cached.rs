@@ -23,7 +23,7 @@ use crate::edge::meta::{Meta, StoredResponse};
 use crate::edge::pipeline::{follow_body, Answer};
 use crate::edge::respond::{self, decorate};
 use crate::edge::{hit, partial, Edge, ResultType, Runtime};
-use crate::httpcache::{self, range, Mode, RequestFacts, Reuse, StoredFacts};
+use crate::httpcache::{self, range, Mode, RequestFacts, Reuse};
 use crate::origin::fetch;
 use crate::store::Hit;
 
@@ -47,7 +47,7 @@ pub async fn lookup(edge: &Edge, key: &[u8], req: &HeaderMap) -> Option<Found> {
         };
         match Meta::decode(&hit.info.meta) {
             Ok(Meta::Response(meta)) => return Some(Found { hit, meta }),
-            Ok(Meta::Variants(names)) => key = variant_key(&key, &names, req),
+            Ok(Meta::Variants(names)) => key = crate::cache_key::variant_key(&key, &names, req),
             // A parts index is never at a key a request forms.
             Ok(Meta::Partials(_)) => return None,
             Err(e) => {
@@ -58,34 +58,6 @@ pub async fn lookup(edge: &Edge, key: &[u8], req: &HeaderMap) -> Option<Found> {
         }
     }
     None
-}
-
-/// The key of the variant of `primary` that `req` selects.
-pub fn variant_key(primary: &[u8], names: &[String], req: &HeaderMap) -> Vec<u8> {
-    let names: Vec<http::HeaderName> = names
-        .iter()
-        .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
-        .collect();
-    let mut k = primary.to_vec();
-    // 0x00 never occurs inside a key field (cache_key escapes it), so the suffix cannot
-    // be confused with the primary key's fields; exact-path prefixes still match.
-    k.push(0);
-    k.extend_from_slice(&httpcache::variant_suffix(&names, req));
-    k
-}
-
-fn stored_facts(meta: &StoredResponse, now: SystemTime) -> StoredFacts {
-    StoredFacts {
-        freshness: std::time::Duration::from_secs(meta.ttl_s),
-        current_age: meta.age_at(now),
-        revalidate_each_use: meta.revalidate_each_use,
-        must_revalidate: meta.must_revalidate,
-        stale_while_revalidate: meta
-            .stale_while_revalidate_s
-            .map(std::time::Duration::from_secs),
-        stale_if_error: meta.stale_if_error_s.map(std::time::Duration::from_secs),
-        has_validator: httpcache::has_validator(&meta.header_map()),
-    }
 }
 
 /// A stored error response served from the cache is `Error` (as CloudFront labels cached
@@ -140,7 +112,7 @@ pub async fn answer(
     let mut stale: Option<Found> = None;
     let mut own_fetch = false;
     if let Some(f) = found {
-        let sf = stored_facts(&f.meta, now);
+        let sf = f.meta.facts(now);
         if facts.has_authorization && !authorization_allows(&f.meta.header_map()) {
             own_fetch = true;
         } else {
@@ -295,7 +267,7 @@ pub async fn answer(
     };
     if origin_failed {
         if let Some(f) = stale.take() {
-            let sf = stored_facts(&f.meta, now);
+            let sf = f.meta.facts(now);
             // A stored error is no better than the origin's: never served in its place.
             let usable = !(f.meta.status().is_client_error() || f.meta.status().is_server_error());
             if usable && httpcache::stale_if_error_allows(mode, &sf, &facts) {

@@ -14,7 +14,6 @@ use http_body_util::BodyExt;
 use crate::cache_key::KeyedRequest;
 use crate::collapse::{End, Fill};
 use crate::config::{Behavior, Distribution, ListPolicy};
-use crate::edge::cached::variant_key;
 use crate::edge::forward::{origin_request, Viewer};
 use crate::edge::meta::{Freshness, Meta, StoredResponse};
 use crate::edge::{Edge, Runtime};
@@ -299,7 +298,7 @@ async fn run(
                 response_time,
                 expires_at,
             );
-            variant_key(&req.keyed.key, &names, &req.request)
+            crate::cache_key::variant_key(&req.keyed.key, &names, &req.request)
         };
         match edge.store.begin(ObjectSpec {
             key,

@@ -193,6 +193,19 @@ impl StoredResponse {
         from_ms(self.response_time_ms)
     }
 
+    /// What the reuse rules (RFC 9111 §4) need to know about this response at `now`.
+    pub fn facts(&self, now: SystemTime) -> crate::httpcache::StoredFacts {
+        crate::httpcache::StoredFacts {
+            freshness: Duration::from_secs(self.ttl_s),
+            current_age: self.age_at(now),
+            revalidate_each_use: self.revalidate_each_use,
+            must_revalidate: self.must_revalidate,
+            stale_while_revalidate: self.stale_while_revalidate_s.map(Duration::from_secs),
+            stale_if_error: self.stale_if_error_s.map(Duration::from_secs),
+            has_validator: crate::httpcache::has_validator(&self.header_map()),
+        }
+    }
+
     /// RFC 9111 §4.2.3 current_age at `now`.
     pub fn age_at(&self, now: SystemTime) -> Duration {
         let resident = now
