@@ -935,7 +935,7 @@ fn explain(
                     o.insert("stored".into(), Value::Null);
                 }
                 Some((Ok(Meta::Response(m)), info)) => {
-                    let facts = &m.facts(now);
+                    let facts = m.facts(now);
                     let remaining =
                         m.ttl_s as i64 - facts.current_age.as_secs().min(i64::MAX as u64) as i64;
                     let req = RequestFacts::from_request(&Method::GET, &r.headers);
