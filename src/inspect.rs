@@ -16,7 +16,9 @@ use cairn::config::{self, Behavior, Config, Distribution};
 use cairn::edge::meta::{Meta, StoredResponse};
 use cairn::edge::router::Router;
 use cairn::httpcache::{self, Mode, RequestFacts, Reuse};
-use cairn::store::{ObjectInfo, Store, StoreConfig, StoreError};
+use cairn::store::{
+    ObjectInfo, Store, StoreConfig, StoreError, VerifyPhase, VerifyProgress, VerifyReport,
+};
 
 use crate::{Inspect, Target};
 
@@ -34,6 +36,16 @@ pub fn run(cache_dir: &Path, what: Inspect) -> anyhow::Result<ExitCode> {
             summary(&store, capacity, json)?;
         }
         Inspect::Segments { json } => segments(&open_offline(cache_dir, false)?, json)?,
+        Inspect::Verify { repair, json } => {
+            let store = match open_offline(cache_dir, false) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cairn: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            return verify(&store, repair, json);
+        }
         Inspect::RebuildIndex => {
             let store = open_offline(cache_dir, true)?;
             let s = store.stats();
@@ -1162,6 +1174,347 @@ fn segments(store: &Store, json_out: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// verify
+
+/// Shows verification progress on stderr: a bar on a terminal, a plain line per phase and
+/// per segment otherwise (so logs of scripted runs stay readable).
+struct VerifyDisplay {
+    bar: Option<indicatif::ProgressBar>,
+    phase: Option<VerifyPhase>,
+    segment: Option<u64>,
+}
+
+impl VerifyDisplay {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr_with_hz(10),
+            )
+        });
+        Self {
+            bar,
+            phase: None,
+            segment: None,
+        }
+    }
+
+    fn update(&mut self, p: VerifyProgress) {
+        let new_phase = self.phase != Some(p.phase);
+        self.phase = Some(p.phase);
+        match &self.bar {
+            Some(bar) => {
+                if new_phase {
+                    let template = match p.phase {
+                        VerifyPhase::Index => {
+                            "{msg:>10} [{bar:40}] {pos}/{len} entries ({per_sec}, eta {eta})"
+                        }
+                        VerifyPhase::Segments => {
+                            "{msg:>10} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})"
+                        }
+                    };
+                    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                        bar.set_style(style.progress_chars("=> "));
+                    }
+                    bar.reset();
+                    bar.set_message(p.phase.as_str());
+                }
+                bar.set_length(p.total);
+                bar.set_position(p.done);
+                if let Some(id) = p.segment {
+                    if self.segment != Some(id) {
+                        self.segment = Some(id);
+                        bar.set_message(format!("{id:016x}"));
+                    }
+                }
+            }
+            None => {
+                if new_phase {
+                    eprintln!("verify: checking {}", p.phase.as_str());
+                }
+                if let Some(id) = p.segment {
+                    if self.segment != Some(id) {
+                        self.segment = Some(id);
+                        eprintln!(
+                            "verify: segment {id:016x} ({} of {} walked so far)",
+                            human(p.done),
+                            human(p.total)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn verify(store: &Store, repair: bool, json_out: bool) -> anyhow::Result<ExitCode> {
+    let mut display = VerifyDisplay::new();
+    let result = store.verify(repair, &mut |p| display.update(p));
+    display.finish();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cairn: verifying {}: {e}", store.dir().display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if json_out {
+        println!("{:#}", verify_json(&report));
+    } else {
+        verify_human(&report);
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn opt_hex(b: &Option<[u8; 32]>) -> Value {
+    b.as_ref().map_or(Value::Null, |h| json!(hex(h)))
+}
+
+fn verify_json(r: &VerifyReport) -> Value {
+    json!({
+        "clean": r.is_clean(),
+        "repair": r.repair,
+        "records_checked": r.records_checked,
+        "bytes_checked": r.bytes_checked,
+        "objects_checked": r.objects_checked,
+        "blobs_checked": r.blobs_checked,
+        "blob_bytes_hashed": r.blob_bytes_hashed,
+        "corrupt_records": r.corrupt_records.iter().map(|c| json!({
+            "segment": c.segment,
+            "offset": c.offset,
+            "kind": c.kind.map(|k| k.as_str()),
+            "reason": c.reason,
+            "header": c.header,
+            "unreachable_bytes": c.unreachable_bytes,
+            "live": c.live,
+        })).collect::<Vec<_>>(),
+        "live_corrupt_records": r.live_corrupt_records(),
+        "orphans": {
+            "extent_records": r.orphan_extent_records,
+            "extent_bytes": r.orphan_extent_bytes,
+            "blob_records": r.orphan_blob_records,
+            "blob_bytes": r.orphan_blob_bytes,
+        },
+        "dangling": r.dangling.iter().map(|d| json!({
+            "kind": d.kind.as_str(),
+            "key": d.key.as_ref().map(|k| view_key(k).render()),
+            "key_hex": d.key.as_ref().map(|k| hex(k)),
+            "blob": opt_hex(&d.blob),
+            "segment": d.segment,
+            "offset": d.offset,
+            "reason": d.reason,
+            "repaired": d.repaired,
+        })).collect::<Vec<_>>(),
+        "ref_mismatches": r.ref_mismatches.iter().map(|m| json!({
+            "blob": hex(&m.blob),
+            "key": m.key.as_ref().map(|k| view_key(k).render()),
+            "key_hex": m.key.as_ref().map(|k| hex(k)),
+            "reason": m.reason,
+            "repaired": m.repaired,
+        })).collect::<Vec<_>>(),
+        "segments": r.segments.iter().map(|s| json!({
+            "id": s.id,
+            "bytes": s.bytes,
+            "end": s.end,
+            "end_offset": s.end_offset,
+            "records": s.records,
+            "extent_records": s.extent_records,
+            "blob_records": s.blob_records,
+            "object_records": s.object_records,
+            "tombstone_records": s.tombstone_records,
+            "corrupt_records": s.corrupt_records,
+            "orphan_records": s.orphan_records,
+            "orphan_bytes": s.orphan_bytes,
+        })).collect::<Vec<_>>(),
+        "removed_objects": r.removed_objects,
+        "dropped_blobs": r.dropped_blobs,
+        "fixed_refs": r.fixed_refs,
+    })
+}
+
+fn verify_human(r: &VerifyReport) {
+    let seg = |s: Option<u64>| s.map_or("-".to_string(), |s| format!("{s:016x}"));
+    let off = |o: Option<u64>| o.map_or("-".to_string(), |o| o.to_string());
+    let rows: Vec<Vec<String>> = r
+        .segments
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{:016x}", s.id),
+                s.records.to_string(),
+                human(s.end_offset),
+                s.corrupt_records.to_string(),
+                s.orphan_records.to_string(),
+                human(s.orphan_bytes),
+                s.end.to_string(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "SEGMENT",
+            "RECORDS",
+            "WRITTEN",
+            "CORRUPT",
+            "ORPHANS",
+            "ORPHAN BYTES",
+            "END",
+        ],
+        &[false, true, true, true, true, true, false],
+        &rows,
+    );
+    if !r.corrupt_records.is_empty() {
+        println!();
+        println!("corrupt records:");
+        let rows: Vec<Vec<String>> = r
+            .corrupt_records
+            .iter()
+            .map(|c| {
+                vec![
+                    format!("{:016x}", c.segment),
+                    c.offset.to_string(),
+                    c.kind.map_or("?", |k| k.as_str()).to_string(),
+                    if c.live { "live" } else { "dead space" }.to_string(),
+                    if c.header {
+                        format!(
+                            "{} (header: the {} after it cannot be walked)",
+                            c.reason,
+                            human(c.unreachable_bytes)
+                        )
+                    } else {
+                        c.reason.clone()
+                    },
+                ]
+            })
+            .collect();
+        print_table(
+            &["SEGMENT", "OFFSET", "KIND", "STATE", "WHY"],
+            &[false, true, false, false, false],
+            &rows,
+        );
+    }
+    if !r.dangling.is_empty() {
+        println!();
+        println!("dangling entries:");
+        let rows: Vec<Vec<String>> = r
+            .dangling
+            .iter()
+            .map(|d| {
+                let what = match (&d.key, &d.blob) {
+                    (Some(k), _) if d.kind == cairn::store::EntryKind::Object => {
+                        view_key(k).render()
+                    }
+                    (_, Some(h)) => hex(h),
+                    (Some(k), None) => format!("key {}", hex(k)),
+                    (None, None) => "-".into(),
+                };
+                vec![
+                    d.kind.as_str().to_string(),
+                    seg(d.segment),
+                    off(d.offset),
+                    if d.repaired { "removed" } else { "-" }.to_string(),
+                    format!("{what}: {}", d.reason),
+                ]
+            })
+            .collect();
+        print_table(
+            &["ENTRY", "SEGMENT", "OFFSET", "REPAIR", "WHAT"],
+            &[false, false, true, false, false],
+            &rows,
+        );
+    }
+    if !r.ref_mismatches.is_empty() {
+        println!();
+        println!("reference mismatches:");
+        let rows: Vec<Vec<String>> = r
+            .ref_mismatches
+            .iter()
+            .map(|m| {
+                vec![
+                    hex(&m.blob),
+                    m.key
+                        .as_ref()
+                        .map_or("-".to_string(), |k| view_key(k).render()),
+                    if m.repaired { "fixed" } else { "-" }.to_string(),
+                    m.reason.clone(),
+                ]
+            })
+            .collect();
+        print_table(
+            &["BLOB", "KEY", "REPAIR", "WHY"],
+            &[false, false, false, false],
+            &rows,
+        );
+    }
+    println!();
+    let dead_corrupt = r.corrupt_records.len() - r.live_corrupt_records();
+    let rows = [
+        ("segments", r.segments.len().to_string()),
+        ("records checked", r.records_checked.to_string()),
+        ("bytes checked", human(r.bytes_checked)),
+        ("objects checked", r.objects_checked.to_string()),
+        ("blobs checked", r.blobs_checked.to_string()),
+        ("body bytes hashed", human(r.blob_bytes_hashed)),
+        (
+            "corrupt records",
+            format!(
+                "{} ({} live, {dead_corrupt} in dead space)",
+                r.corrupt_records.len(),
+                r.live_corrupt_records()
+            ),
+        ),
+        (
+            "orphan records",
+            format!(
+                "{} extents ({}), {} blob records ({}): reclaimable dead space",
+                r.orphan_extent_records,
+                human(r.orphan_extent_bytes),
+                r.orphan_blob_records,
+                human(r.orphan_blob_bytes)
+            ),
+        ),
+        (
+            "dangling",
+            format!(
+                "{} objects, {} blobs",
+                r.dangling_objects(),
+                r.dangling_blobs()
+            ),
+        ),
+        ("reference mismatches", r.ref_mismatches.len().to_string()),
+    ];
+    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        println!("{k:<w$}  {v}");
+    }
+    println!();
+    if r.is_clean() {
+        println!("cache is sound");
+    } else if r.repair {
+        println!(
+            "repaired: removed {} objects, dropped {} blobs, fixed {} references; damaged \
+             records stay as dead space (run verify again to confirm)",
+            r.removed_objects, r.dropped_blobs, r.fixed_refs
+        );
+    } else {
+        println!(
+            "cache has damage: run `cache-inspect verify --repair` to remove what cannot be served"
+        );
+    }
 }
 
 #[cfg(test)]

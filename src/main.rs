@@ -126,6 +126,18 @@ enum Inspect {
     },
     /// Rebuild the index from the segments (the old index is moved aside).
     RebuildIndex,
+    /// Check every record of every segment (header and payload checksums) and every index
+    /// entry (blob runs, blob hashes, object records, references). Exit status: 0 sound,
+    /// 1 corruption or dangling entries found (also after --repair), 2 the cache could not
+    /// be opened.
+    Verify {
+        /// Remove every object and blob that cannot be served (with durable tombstones).
+        /// Damaged records stay in their segments as dead space.
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// One line per object: key, kind, status, size, times, age and TTL left.
     Ls {
         /// Only this distribution's objects.

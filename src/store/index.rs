@@ -230,6 +230,9 @@ pub enum BlobRelease<'a> {
 /// The object keys and blob hashes that (may) need a segment.
 pub type SegmentContents = (Vec<Vec<u8>>, Vec<[u8; 32]>);
 
+/// One index entry as stored: its key and its value, decoded or why not.
+pub type RawEntry<T> = (Vec<u8>, std::result::Result<T, DecodeError>);
+
 /// Why sled could not be used.
 #[derive(Debug)]
 pub enum OpenFailure {
@@ -776,6 +779,93 @@ impl Index {
             }
         }
         Ok((keys, hashes))
+    }
+
+    /// One page of the objects tree after `after`, each value decoded on its own (an
+    /// undecodable entry is returned as its error rather than failing the page): for
+    /// `verify`, which must report damage instead of stopping at it.
+    pub fn objects_page_raw(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<RawEntry<ObjectEntry>>> {
+        Self::page_raw(self, &self.objects, after, limit)
+    }
+
+    /// [`Index::objects_page_raw`] for the blobs tree.
+    pub fn blobs_page_raw(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<RawEntry<BlobEntry>>> {
+        Self::page_raw(self, &self.blobs, after, limit)
+    }
+
+    fn page_raw<T: for<'de> Deserialize<'de>>(
+        &self,
+        tree: &sled::Tree,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<RawEntry<T>>> {
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match after {
+            Some(a) => {
+                let mut start = a.to_vec();
+                start.push(0);
+                Box::new(tree.range(start..))
+            }
+            None => Box::new(tree.iter()),
+        };
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push((k.to_vec(), decode_value(&v)));
+        }
+        Ok(out)
+    }
+
+    /// Whether `blob_refs` holds the reference of `key` to `hash`.
+    pub fn has_blob_ref(&self, hash: &[u8; 32], key: &[u8]) -> Result<bool> {
+        self.blob_refs
+            .contains_key(ref_key(hash, key))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Adds or removes one `blob_refs` entry (verify's repair of a reference set that
+    /// disagrees with the objects tree).
+    pub fn set_blob_ref(&self, hash: &[u8; 32], key: &[u8], present: bool) -> Result<()> {
+        if present {
+            self.blob_refs
+                .insert(ref_key(hash, key), &[])
+                .map_err(|e| self.err(e))?;
+        } else {
+            self.blob_refs
+                .remove(ref_key(hash, key))
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes an objects-tree entry whose value cannot be decoded (its references, if
+    /// any, are found and removed as stale by `verify`).
+    pub fn remove_undecodable_object(&self, key: &[u8], c: &Counters) -> Result<bool> {
+        let removed = self.objects.remove(key).map_err(|e| self.err(e))?.is_some();
+        if removed {
+            Counters::add(&c.objects, -1);
+        }
+        Ok(removed)
+    }
+
+    /// Removes a blobs-tree entry whatever its value holds.
+    pub fn remove_blob_key(&self, key: &[u8], c: &Counters) -> Result<bool> {
+        match self.blobs.remove(key).map_err(|e| self.err(e))? {
+            Some(v) => {
+                let len = decode_value::<BlobEntry>(&v).map(|b| b.len).unwrap_or(0);
+                Counters::add(&c.blobs, -1);
+                Counters::add(&c.live_bytes, -(len as i64));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Hashes of all blobs (for cleanup after a rebuild).

@@ -19,6 +19,7 @@ pub mod record;
 mod recovery;
 mod segment;
 mod sweeper;
+mod verify;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +34,10 @@ pub use config::{FsyncPolicy, StoreConfig, MIB};
 pub use error::{Result, StoreError};
 pub use index::{Pos, SegmentState};
 pub use sweeper::SweepReport;
+pub use verify::{
+    CorruptRecord, Dangling, EntryKind, RefMismatch, SegmentCheck, VerifyPhase, VerifyProgress,
+    VerifyReport,
+};
 pub use writer::ObjectWriter;
 
 use crate::store::dir::CacheDir;
