@@ -1,24 +1,21 @@
 //! `cairn cache-inspect`: look inside a cache directory offline (the edge must not be
-//! running on it). Every subcommand prints aligned columns, or JSON with `--json`.
+//! running on it), or ask a running edge through its admin API (`--admin URL`, see
+//! [`run_live`]). Every subcommand prints aligned columns, or JSON with `--json`; the
+//! JSON reports themselves live in [`cairn::inspect_json`].
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde_json::{json, Value};
 
-use cairn::cache_key::{self, KeyInput, KeyParts};
-use cairn::config::{self, Behavior, Config, Distribution};
-use cairn::edge::meta::{Meta, StoredResponse};
-use cairn::edge::router::Router;
-use cairn::httpcache::{self, Mode, RequestFacts, Reuse};
-use cairn::store::{
-    ObjectInfo, Store, StoreConfig, StoreError, VerifyPhase, VerifyProgress, VerifyReport,
-};
+use cairn::cache_key;
+use cairn::config::{self, Config};
+use cairn::edge::meta::Meta;
+use cairn::inspect_json::*;
+use cairn::store::{Store, StoreConfig, StoreError, VerifyPhase, VerifyProgress, VerifyReport};
 
 use crate::{Inspect, Target};
 
@@ -76,6 +73,9 @@ pub fn run(cache_dir: &Path, what: Inspect) -> anyhow::Result<ExitCode> {
             header,
             json,
         } => {
+            let Some(config) = config else {
+                anyhow::bail!("explain needs the edge's configuration: --config FILE (or ask a running edge with --admin URL)");
+            };
             let cfg = load_config(&config)?;
             explain(&open_offline(cache_dir, false)?, &cfg, &url, &header, json)?;
         }
@@ -114,256 +114,6 @@ pub fn open_offline(dir: &Path, rebuild: bool) -> anyhow::Result<Store> {
 
 fn load_config(file: &Path) -> anyhow::Result<Config> {
     config::load_file(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
-}
-
-// ---------------------------------------------------------------------------------------
-// Keys
-
-/// What follows the five fields of a primary key (storage-format.md §8).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyExtra {
-    None,
-    /// A Vary variant: (header name, normalised value or None when absent).
-    Variant(Vec<(String, Option<String>)>),
-    /// `primary ++ 0x00 0x05`: the list of stored parts.
-    PartsIndex,
-    /// `primary ++ 0x00 0x05 ++ "a-b"`.
-    Part(String),
-}
-
-/// A key read back for display.
-#[derive(Debug, Clone)]
-pub struct KeyView {
-    pub primary: Vec<u8>,
-    pub parts: Option<KeyParts>,
-    pub extra: KeyExtra,
-}
-
-pub fn view_key(key: &[u8]) -> KeyView {
-    let seps: Vec<usize> = key
-        .iter()
-        .enumerate()
-        .filter(|(_, &b)| b == 0)
-        .map(|(i, _)| i)
-        .collect();
-    let (primary, rest) = match seps.get(4) {
-        Some(&p) => (&key[..p], Some(&key[p + 1..])),
-        None => (key, None),
-    };
-    let extra = match rest {
-        None => KeyExtra::None,
-        Some([0x05]) => KeyExtra::PartsIndex,
-        Some([0x05, range @ ..]) => KeyExtra::Part(String::from_utf8_lossy(range).into_owned()),
-        Some(suffix) => KeyExtra::Variant(
-            suffix
-                .split(|&b| b == 0x03)
-                .filter(|i| !i.is_empty())
-                .map(|item| match item.iter().position(|&b| b == 0x01) {
-                    Some(p) => {
-                        let name = String::from_utf8_lossy(&item[..p]).into_owned();
-                        let v = &item[p + 1..];
-                        let value = (v != [0x02]).then(|| String::from_utf8_lossy(v).into_owned());
-                        (name, value)
-                    }
-                    None => (String::from_utf8_lossy(item).into_owned(), None),
-                })
-                .collect(),
-        ),
-    };
-    KeyView {
-        primary: primary.to_vec(),
-        parts: cache_key::parse_key(primary),
-        extra,
-    }
-}
-
-fn escape_bytes(b: &[u8]) -> String {
-    b.iter()
-        .flat_map(|&c| std::ascii::escape_default(c))
-        .map(char::from)
-        .collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
-    let s = s.trim();
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        anyhow::bail!("--key-hex wants an even number of hex digits (as `ls --json` prints)");
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(Into::into))
-        .collect()
-}
-
-impl KeyView {
-    /// `dist /path?query [h:v h2] [cookies: c]` plus a variant / part marker.
-    pub fn render(&self) -> String {
-        let mut s = match &self.parts {
-            Some(p) => {
-                let mut s = format!("{} {}", p.distribution, p.path);
-                if let Some(q) = &p.query {
-                    s.push('?');
-                    s.push_str(q);
-                }
-                if !p.headers.is_empty() {
-                    let h: Vec<String> = p
-                        .headers
-                        .iter()
-                        .map(|(n, v)| match v {
-                            Some(v) => format!("{n}:{v}"),
-                            None => n.clone(),
-                        })
-                        .collect();
-                    s.push_str(&format!(" [{}]", h.join(" ")));
-                }
-                if let Some(c) = &p.cookies {
-                    s.push_str(&format!(" [cookies: {c}]"));
-                }
-                s
-            }
-            None => escape_bytes(&self.primary),
-        };
-        match &self.extra {
-            KeyExtra::None => {}
-            KeyExtra::Variant(v) => {
-                let items: Vec<String> = v
-                    .iter()
-                    .map(|(n, v)| match v {
-                        Some(v) => format!("{n}={v}"),
-                        None => format!("{n} absent"),
-                    })
-                    .collect();
-                s.push_str(&format!(" variant{{{}}}", items.join(", ")));
-            }
-            KeyExtra::PartsIndex => s.push_str(" parts"),
-            KeyExtra::Part(r) => s.push_str(&format!(" part {r}")),
-        }
-        s
-    }
-
-    fn to_json(&self, key: &[u8]) -> Value {
-        let (variant, part) = match &self.extra {
-            KeyExtra::Variant(v) => (json!(v), Value::Null),
-            KeyExtra::Part(r) => (Value::Null, json!(r)),
-            _ => (Value::Null, Value::Null),
-        };
-        json!({
-            "key_hex": hex(key),
-            "key": self.render(),
-            "parsed": self.parts.is_some(),
-            "distribution": self.parts.as_ref().map(|p| p.distribution.clone()),
-            "path": self.parts.as_ref().map(|p| p.path.clone()),
-            "query": self.parts.as_ref().and_then(|p| p.query.clone()),
-            "headers": self.parts.as_ref().map(|p| json!(p.headers)),
-            "cookies": self.parts.as_ref().and_then(|p| p.cookies.clone()),
-            "variant": variant,
-            "part": part,
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Objects
-
-fn human(n: u64) -> String {
-    bytesize::ByteSize(n).display().iec().to_string()
-}
-
-fn ms(t: SystemTime) -> u64 {
-    cairn::edge::meta::to_ms(t)
-}
-
-fn time(t: SystemTime) -> String {
-    if t <= UNIX_EPOCH {
-        return "-".into();
-    }
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// Seconds `b - a`, signed.
-fn signed_secs(a: SystemTime, b: SystemTime) -> i64 {
-    match b.duration_since(a) {
-        Ok(d) => d.as_secs().min(i64::MAX as u64) as i64,
-        Err(e) => -(e.duration().as_secs().min(i64::MAX as u64) as i64),
-    }
-}
-
-fn dur(secs: i64) -> String {
-    if secs < 0 {
-        format!("stale {}", dur(-secs))
-    } else {
-        humantime::format_duration(Duration::from_secs(secs as u64)).to_string()
-    }
-}
-
-/// One object as `ls` and `show` describe it.
-struct Described {
-    info: ObjectInfo,
-    view: KeyView,
-    meta: Result<Meta, String>,
-    age_s: i64,
-    remaining_s: i64,
-}
-
-impl Described {
-    fn new(info: ObjectInfo, now: SystemTime) -> Self {
-        let view = view_key(&info.key);
-        let meta = Meta::decode(&info.meta).map_err(|e| e.to_string());
-        let age_s = match &meta {
-            Ok(Meta::Response(r)) => r.age_at(now).as_secs() as i64,
-            _ => signed_secs(info.stored_at, now).max(0),
-        };
-        let remaining_s = signed_secs(now, info.expires_at);
-        Self {
-            info,
-            view,
-            meta,
-            age_s,
-            remaining_s,
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match (&self.meta, &self.view.extra) {
-            (Err(_), _) => "unreadable",
-            (Ok(Meta::Variants(_)), _) => "vary-index",
-            (Ok(Meta::Partials(_)), _) => "parts-index",
-            (Ok(Meta::Response(_)), KeyExtra::Variant(_)) => "variant",
-            (Ok(Meta::Response(_)), KeyExtra::Part(_)) => "part",
-            (Ok(Meta::Response(_)), _) => "response",
-        }
-    }
-
-    fn status(&self) -> Option<u16> {
-        match &self.meta {
-            Ok(Meta::Response(r)) => Some(r.status),
-            _ => None,
-        }
-    }
-
-    fn summary_json(&self) -> Value {
-        let mut v = self.view.to_json(&self.info.key);
-        let o = v.as_object_mut().expect("object");
-        o.insert("kind".into(), json!(self.kind()));
-        o.insert("status".into(), json!(self.status()));
-        o.insert("body_len".into(), json!(self.info.body_len));
-        o.insert("stored_at".into(), json!(time(self.info.stored_at)));
-        o.insert("stored_at_ms".into(), json!(ms(self.info.stored_at)));
-        o.insert("expires_at".into(), json!(time(self.info.expires_at)));
-        o.insert("expires_at_ms".into(), json!(ms(self.info.expires_at)));
-        o.insert("age_s".into(), json!(self.age_s));
-        o.insert("ttl_remaining_s".into(), json!(self.remaining_s));
-        o.insert("stale".into(), json!(self.remaining_s <= 0));
-        o.insert("tags".into(), json!(self.info.tags));
-        if self.view.parts.is_none() {
-            o.insert("distribution".into(), json!(self.info.distribution));
-        }
-        v
-    }
 }
 
 /// Prints rows with every column but the last padded to its widest cell; `right` marks
@@ -407,69 +157,48 @@ fn ls(
     limit: usize,
     json_out: bool,
 ) -> anyhow::Result<()> {
-    let key_prefix = match (distribution, prefix) {
-        (Some(d), Some(p)) => cache_key::path_prefix(d, p),
-        (Some(d), None) => {
-            let mut k = KeyParts {
-                distribution: d.to_string(),
-                path: "/".into(),
-                query: None,
-                headers: vec![],
-                cookies: None,
-            }
-            .to_key();
-            // The escaped distribution and its separator.
-            let end = k.iter().position(|&b| b == 0).map_or(k.len(), |p| p + 1);
-            k.truncate(end);
-            k
-        }
-        (None, _) => Vec::new(),
-    };
-    let now = SystemTime::now();
-    let limit = if limit == 0 { usize::MAX } else { limit };
-    let mut rows = Vec::new();
-    let mut after: Option<Vec<u8>> = None;
-    let mut more = false;
-    'pages: loop {
-        let page = store.list(&key_prefix, after.as_deref(), 1024)?;
-        let last = page.len() < 1024;
-        after = page.last().map(|o| o.key.clone());
-        for info in page {
-            let d = Described::new(info, now);
-            if distribution.is_none() {
-                if let Some(p) = prefix {
-                    if !d.view.parts.as_ref().is_some_and(|k| k.path.starts_with(p)) {
-                        continue;
-                    }
-                }
-            }
-            if rows.len() == limit {
-                more = true;
-                break 'pages;
-            }
-            rows.push(d);
-        }
-        if last || after.is_none() {
-            break;
-        }
-    }
+    let (rows, more) = ls_rows(store, distribution, prefix, limit)?;
+    let v = ls_json(&rows);
     if json_out {
-        let v: Vec<Value> = rows.iter().map(Described::summary_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+    } else {
+        ls_human(&v);
+        if more {
+            eprintln!("(more objects; raise --limit, 0 for all)");
+        }
     }
-    let table: Vec<Vec<String>> = rows
+    Ok(())
+}
+
+fn jstr(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        v => v.to_string(),
+    }
+}
+
+fn jnum(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// `ls` as a table, from its JSON (offline and live).
+fn ls_human(v: &Value) {
+    let table: Vec<Vec<String>> = v
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
         .iter()
         .map(|d| {
             vec![
-                d.kind().to_string(),
-                d.status().map_or("-".into(), |s| s.to_string()),
-                human(d.info.body_len),
-                time(d.info.stored_at),
-                time(d.info.expires_at),
-                dur(d.age_s),
-                dur(d.remaining_s),
-                d.view.render(),
+                jstr(&d["kind"]),
+                jstr(&d["status"]),
+                human(jnum(&d["body_len"])),
+                jstr(&d["stored_at"]),
+                jstr(&d["expires_at"]),
+                dur(d["age_s"].as_i64().unwrap_or(0)),
+                dur(d["ttl_remaining_s"].as_i64().unwrap_or(0)),
+                jstr(&d["key"]),
             ]
         })
         .collect();
@@ -480,113 +209,10 @@ fn ls(
         &[false, true, true, false, false, true, true, false],
         &table,
     );
-    if more {
-        eprintln!("(more objects; raise --limit, 0 for all)");
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
 // Resolving a URL or a key
-
-/// How a request maps onto the configuration.
-struct Routed<'a> {
-    host: String,
-    distribution: Option<&'a Distribution>,
-    behavior_index: Option<usize>,
-    behavior: Option<&'a Behavior>,
-    key: Option<Vec<u8>>,
-    headers: HeaderMap,
-    why_none: Option<String>,
-}
-
-fn parse_headers(list: &[String]) -> anyhow::Result<HeaderMap> {
-    let mut h = HeaderMap::new();
-    for item in list {
-        let (n, v) = item
-            .split_once(':')
-            .with_context(|| format!("--header {item:?}: want NAME:VALUE"))?;
-        h.append(
-            HeaderName::from_bytes(n.trim().as_bytes())
-                .with_context(|| format!("bad header name {n:?}"))?,
-            HeaderValue::from_str(v.trim()).with_context(|| format!("bad header value {v:?}"))?,
-        );
-    }
-    Ok(h)
-}
-
-fn parse_url(url: &str) -> anyhow::Result<(Uri, String)> {
-    let uri: Uri = url.parse().with_context(|| format!("bad URL {url}"))?;
-    let host = uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .with_context(|| format!("{url}: want http://HOST/path"))?;
-    Ok((uri, host))
-}
-
-fn route<'a>(cfg: &'a Config, url: &str, extra: &[String]) -> anyhow::Result<Routed<'a>> {
-    let (uri, host) = parse_url(url)?;
-    let mut headers = parse_headers(extra)?;
-    if !headers.contains_key(http::header::HOST) {
-        headers.insert(http::header::HOST, HeaderValue::from_str(&host)?);
-    }
-    let mut r = Routed {
-        host: host.clone(),
-        distribution: None,
-        behavior_index: None,
-        behavior: None,
-        key: None,
-        headers,
-        why_none: None,
-    };
-    let Some(di) = Router::new(cfg).route(&host) else {
-        let names: Vec<String> = cfg
-            .distributions
-            .iter()
-            .map(|d| d.assigned_domain(&cfg.edge.domain))
-            .chain(cfg.distributions.iter().flat_map(|d| d.aliases.clone()))
-            .collect();
-        r.why_none = Some(format!(
-            "no distribution answers Host {host} (assigned domains and aliases: {}; no catch-all)",
-            names.join(", ")
-        ));
-        return Ok(r);
-    };
-    let d = &cfg.distributions[di];
-    r.distribution = Some(d);
-    if !d.enabled {
-        r.why_none = Some(format!("distribution {} is disabled (403)", d.id));
-    }
-    let path = cache_key::normalize_path(uri.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let path_for_behavior = if path == "/" {
-        d.default_root_object
-            .as_ref()
-            .map(|o| format!("/{o}"))
-            .unwrap_or(path)
-    } else {
-        path
-    };
-    r.behavior_index = d
-        .behaviors
-        .iter()
-        .position(|b| b.matches(&path_for_behavior));
-    let b = r
-        .behavior_index
-        .and_then(|i| d.behaviors.get(i))
-        .unwrap_or(&d.default_behavior);
-    r.behavior = Some(b);
-    match cache_key::cache_key(&KeyInput {
-        distribution: &d.id,
-        uri: &uri,
-        headers: &r.headers,
-        policy: &b.cache_key,
-        default_root_object: d.default_root_object.as_deref(),
-    }) {
-        Ok(k) => r.key = Some(k.key),
-        Err(e) => r.why_none = Some(format!("no cache key: {e} ({})", e.status())),
-    }
-    Ok(r)
-}
 
 /// The store key `target` names.
 fn resolve(target: &Target) -> anyhow::Result<Vec<u8>> {
@@ -597,115 +223,32 @@ fn resolve(target: &Target) -> anyhow::Result<Vec<u8>> {
         anyhow::bail!("give a URL (with --config FILE or --distribution ID) or --key-hex HEX");
     };
     if let Some(file) = &target.config {
-        let cfg = load_config(file)?;
-        let r = route(&cfg, url, &target.header)?;
-        return match r.key {
-            Some(k) => Ok(k),
-            None => anyhow::bail!(
-                "{url}: {}",
-                r.why_none.unwrap_or_else(|| "no cache key".into())
-            ),
-        };
+        return config_key(&load_config(file)?, url, &target.header);
     }
     if let Some(d) = &target.distribution {
-        let (uri, _) = match parse_url(url) {
-            Ok(x) => x,
-            Err(_) => (url.parse::<Uri>()?, String::new()),
-        };
-        let path = cache_key::normalize_path(uri.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        return Ok(KeyParts {
-            distribution: d.clone(),
-            path,
-            query: None,
-            headers: vec![],
-            cookies: None,
-        }
-        .to_key());
+        return distribution_key(d, url);
     }
     anyhow::bail!("{url}: say how to form its key: --config FILE or --distribution ID")
 }
 
-/// The objects stored under `primary` (variants, parts), bounded.
-fn children(store: &Store, primary: &[u8]) -> anyhow::Result<Vec<ObjectInfo>> {
-    let mut p = primary.to_vec();
-    p.push(0);
-    Ok(store.list(&p, None, 256)?)
-}
-
-// ---------------------------------------------------------------------------------------
-// show / cat
-
-fn response_json(r: &StoredResponse) -> Value {
-    json!({
-        "status": r.status,
-        "headers": r.headers.iter().map(|(n, v)| json!([n, String::from_utf8_lossy(v)])).collect::<Vec<_>>(),
-        "request_time": time(cairn::edge::meta::from_ms(r.request_time_ms)),
-        "request_time_ms": r.request_time_ms,
-        "response_time": time(r.response_time()),
-        "response_time_ms": r.response_time_ms,
-        "initial_age_s": r.initial_age_s,
-        "ttl_s": r.ttl_s,
-        "ttl_rule": r.ttl_rule,
-        "ttl_clamp": r.ttl_clamp,
-        "revalidate_each_use": r.revalidate_each_use,
-        "must_revalidate": r.must_revalidate,
-        "stale_while_revalidate_s": r.stale_while_revalidate_s,
-        "stale_if_error_s": r.stale_if_error_s,
-        "vary": r.vary,
-    })
-}
-
 fn show(store: &Store, target: &Target, json_out: bool) -> anyhow::Result<()> {
     let key = resolve(target)?;
+    if json_out {
+        match show_json(store, &key)? {
+            Some(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+            None => anyhow::bail!("{}", no_object(&key)),
+        }
+        return Ok(());
+    }
     let Some(info) = store.info(&key)? else {
-        anyhow::bail!(
-            "no object at key {} ({})",
-            view_key(&key).render(),
-            hex(&key)
-        );
+        anyhow::bail!("{}", no_object(&key));
     };
-    let now = SystemTime::now();
-    let d = Described::new(info, now);
+    let d = Described::new(info, SystemTime::now());
     let blob = store.blob_info(&d.info.blob)?;
     let kids = match d.meta {
         Ok(Meta::Variants(_)) | Ok(Meta::Partials(_)) => children(store, &key)?,
         _ => Vec::new(),
     };
-    let mut v = d.summary_json();
-    let o = v.as_object_mut().expect("object");
-    o.insert(
-        "record".into(),
-        json!({"segment": d.info.record.segment, "offset": d.info.record.offset}),
-    );
-    let meta = match &d.meta {
-        Ok(Meta::Response(r)) => json!({"response": response_json(r)}),
-        Ok(Meta::Variants(names)) => json!({"vary_index": names}),
-        Ok(Meta::Partials(p)) => json!({"parts_index": p}),
-        Err(e) => json!({"error": e}),
-    };
-    o.insert("meta".into(), meta);
-    o.insert(
-        "blob".into(),
-        json!({
-            "hash": hex(&d.info.blob),
-            "found": blob.is_some(),
-            "len": blob.as_ref().map(|b| b.len),
-            "references": blob.as_ref().map(|b| b.references),
-            "manifest": blob.as_ref().map(|b| json!({"segment": b.manifest.segment, "offset": b.manifest.offset})),
-            "runs": blob.as_ref().map(|b| b.runs.iter().map(|r| json!({"segment": r.segment, "offset": r.offset, "len": r.len})).collect::<Vec<_>>()),
-        }),
-    );
-    o.insert(
-        "children".into(),
-        json!(kids
-            .iter()
-            .map(|k| json!({"key_hex": hex(&k.key), "key": view_key(&k.key).render(), "body_len": k.body_len}))
-            .collect::<Vec<_>>()),
-    );
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
     let mut rows: Vec<(String, String)> = vec![
         ("key".into(), d.view.render()),
         ("key (hex)".into(), hex(&d.info.key)),
@@ -872,308 +415,234 @@ fn explain(
     header: &[String],
     json_out: bool,
 ) -> anyhow::Result<()> {
-    let r = route(cfg, url, header)?;
-    let now = SystemTime::now();
-    let mut v = json!({
-        "url": url,
-        "host": r.host,
-        "distribution": r.distribution.map(|d| d.id.clone()),
-    });
-    let o = v.as_object_mut().expect("object");
-    let mut lines: Vec<(String, String)> = vec![("url".into(), url.into())];
-    match r.distribution {
-        Some(d) => lines.push(("distribution".into(), d.id.clone())),
-        None => lines.push(("distribution".into(), "(none)".into())),
-    }
-    let mut next = "fetch".to_string();
-    let mut why = String::new();
-    if let Some(b) = r.behavior {
-        let mode = if b.strict() {
-            Mode::Strict
-        } else {
-            Mode::CloudFront
-        };
-        let mode_s = if mode == Mode::Strict {
-            "strict"
-        } else {
-            "cloudfront"
-        };
-        let name = match r.behavior_index {
-            Some(i) => format!("behaviors[{i}]"),
-            None => "default_behavior".into(),
-        };
-        let pattern = b.path_pattern.clone().unwrap_or_else(|| "*".into());
-        o.insert(
-            "behavior".into(),
-            json!({"name": name, "path_pattern": pattern, "mode": mode_s,
-                   "default_ttl": b.default_ttl, "min_ttl": b.min_ttl, "max_ttl": b.max_ttl}),
-        );
-        lines.push((
-            "behavior".into(),
-            format!(
-                "{name} (path pattern {pattern}, {mode_s} mode, ttl default {} min {} max {})",
-                b.default_ttl, b.min_ttl, b.max_ttl
-            ),
-        ));
-        if let Some(key) = &r.key {
-            let view = view_key(key);
-            o.insert("cache_key".into(), view.to_json(key));
-            lines.push(("cache key".into(), view.render()));
-            lines.push(("cache key (hex)".into(), hex(key)));
-            let mut found = store.info(key)?;
-            if let Some(info) = &found {
-                if let Ok(Meta::Variants(names)) = Meta::decode(&info.meta) {
-                    let kids = children(store, key)?;
-                    let variants: Vec<Value> = kids
-                        .iter()
-                        .map(|k| json!({"key_hex": hex(&k.key), "key": view_key(&k.key).render()}))
-                        .collect();
-                    lines.push(("vary".into(), names.join(", ")));
-                    for k in &kids {
-                        lines.push(("stored variant".into(), view_key(&k.key).render()));
-                    }
-                    let vk = cache_key::variant_key(key, &names, &r.headers);
-                    lines.push(("selected variant".into(), view_key(&vk).render()));
-                    o.insert(
-                        "vary".into(),
-                        json!({"names": names, "variants": variants, "selected_key_hex": hex(&vk)}),
-                    );
-                    found = store.info(&vk)?;
-                }
-            }
-            match found.map(|i| (Meta::decode(&i.meta), i)) {
-                None => {
-                    why = "not in the cache".into();
-                    o.insert("stored".into(), Value::Null);
-                }
-                Some((Ok(Meta::Response(m)), info)) => {
-                    let facts = m.facts(now);
-                    let remaining =
-                        m.ttl_s as i64 - facts.current_age.as_secs().min(i64::MAX as u64) as i64;
-                    let req = RequestFacts::from_request(&Method::GET, &r.headers);
-                    let decision = httpcache::reuse(mode, &facts, &req);
-                    next = match decision {
-                        Reuse::Fresh => "hit".into(),
-                        Reuse::StaleWhileRevalidate => "stale-while-revalidate".into(),
-                        Reuse::Revalidate => "revalidate".into(),
-                        Reuse::Fetch => "fetch".into(),
-                    };
-                    why = match decision {
-                        Reuse::Fresh => "fresh: served from the cache".into(),
-                        Reuse::StaleWhileRevalidate => {
-                            "stale within stale-while-revalidate: served, refreshed in the background".into()
-                        }
-                        Reuse::Revalidate if facts.has_validator => {
-                            "stale (or no-cache): conditional request to the origin".into()
-                        }
-                        Reuse::Revalidate => {
-                            "stale (or no-cache) without a validator: full request to the origin".into()
-                        }
-                        Reuse::Fetch => "the stored response cannot answer this request".into(),
-                    };
-                    lines.push(("stored status".into(), m.status.to_string()));
-                    lines.push(("stored at".into(), time(info.stored_at)));
-                    lines.push((
-                        "ttl".into(),
-                        format!("{}s (rule {}, clamp {})", m.ttl_s, m.ttl_rule, m.ttl_clamp),
-                    ));
-                    lines.push(("age".into(), format!("{}s", facts.current_age.as_secs())));
-                    lines.push(("freshness left".into(), dur(remaining)));
-                    o.insert(
-                        "stored".into(),
-                        json!({
-                            "key_hex": hex(&info.key),
-                            "status": m.status,
-                            "body_len": info.body_len,
-                            "stored_at": time(info.stored_at),
-                            "ttl_s": m.ttl_s,
-                            "ttl_rule": m.ttl_rule,
-                            "ttl_clamp": m.ttl_clamp,
-                            "age_s": facts.current_age.as_secs(),
-                            "freshness_remaining_s": remaining,
-                            "must_revalidate": m.must_revalidate,
-                            "revalidate_each_use": m.revalidate_each_use,
-                            "stale_while_revalidate_s": m.stale_while_revalidate_s,
-                            "stale_if_error_s": m.stale_if_error_s,
-                            "has_validator": facts.has_validator,
-                        }),
-                    );
-                }
-                Some((Ok(_), _)) => {
-                    why = "an index object is at this key, no response".into();
-                    o.insert("stored".into(), Value::Null);
-                }
-                Some((Err(e), _)) => {
-                    why = format!("stored metadata unreadable ({e}): dropped and fetched");
-                    o.insert("stored".into(), Value::Null);
-                }
-            }
-        }
-    }
-    if let Some(w) = &r.why_none {
-        next = "error".into();
-        why = w.clone();
-    }
-    lines.push(("next request".into(), format!("{next} ({why})")));
-    o.insert("next".into(), json!(next));
-    o.insert("reason".into(), json!(why));
+    let (v, lines) = explain_report(store, cfg, url, header)?;
     if json_out {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        for (k, val) in lines {
-            println!("{k:<w$}  {val}");
-        }
+        print_pairs(&lines);
     }
     Ok(())
+}
+
+/// `label  value` lines, labels padded.
+fn print_pairs(rows: &[(String, String)]) {
+    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        println!("{k:<w$}  {v}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // summary / segments
 
 fn summary(store: &Store, capacity: Option<u64>, json_out: bool) -> anyhow::Result<()> {
-    let s = store.stats();
-    let now = SystemTime::now();
-    let mut by_state: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for seg in store.segments() {
-        *by_state.entry(seg.state.as_str()).or_default() += 1;
-    }
-    // (objects, body bytes) per distribution; bounded by the number of distributions.
-    let mut per_dist: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut oldest: Option<(SystemTime, Vec<u8>)> = None;
-    let mut newest: Option<(SystemTime, Vec<u8>)> = None;
-    let mut expired = 0u64;
-    let mut body_bytes = 0u64;
-    for o in store.iter() {
-        let o = o?;
-        let e = per_dist.entry(o.distribution.clone()).or_default();
-        e.0 += 1;
-        e.1 += o.body_len;
-        body_bytes += o.body_len;
-        let kind = match Meta::decode(&o.meta) {
-            Ok(Meta::Variants(_)) => "vary-index",
-            Ok(Meta::Partials(_)) => "parts-index",
-            Ok(Meta::Response(_)) => "response",
-            Err(_) => "unreadable",
-        };
-        *kinds.entry(kind).or_default() += 1;
-        if o.expires_at <= now {
-            expired += 1;
-        }
-        if oldest.as_ref().is_none_or(|(t, _)| o.stored_at < *t) {
-            oldest = Some((o.stored_at, o.key.clone()));
-        }
-        if newest.as_ref().is_none_or(|(t, _)| o.stored_at > *t) {
-            newest = Some((o.stored_at, o.key.clone()));
-        }
-    }
-    let when = |x: &Option<(SystemTime, Vec<u8>)>| {
-        x.as_ref().map(
-            |(t, k)| json!({"stored_at": time(*t), "key": view_key(k).render(), "key_hex": hex(k)}),
-        )
-    };
+    let v = summary_json(store, capacity)?;
     if json_out {
-        let v = json!({
-            "objects": s.objects,
-            "blobs": s.blobs,
-            "live_bytes": s.live_bytes,
-            "body_bytes": body_bytes,
-            "bytes_on_disk": s.bytes_on_disk,
-            "index_bytes_on_disk": s.index_bytes_on_disk,
-            "capacity": capacity,
-            "segments": s.segments,
-            "segments_by_state": by_state,
-            "dedup_saved_bytes": s.dedup_saved_bytes,
-            "expired_kept": expired,
-            "kinds": kinds,
-            "distributions": per_dist.iter().map(|(d, (n, b))| (d.clone(), json!({"objects": n, "body_bytes": b}))).collect::<serde_json::Map<_, _>>(),
-            "oldest": when(&oldest),
-            "newest": when(&newest),
-        });
         println!("{v:#}");
-        return Ok(());
-    }
-    let mut rows = vec![
-        ("objects".to_string(), s.objects.to_string()),
-        ("blobs".into(), s.blobs.to_string()),
-        ("live bytes".into(), human(s.live_bytes)),
-        ("bytes on disk".into(), human(s.bytes_on_disk)),
-        (
-            "capacity".into(),
-            capacity.map_or("unknown (give --config)".into(), human),
-        ),
-        ("index on disk".into(), human(s.index_bytes_on_disk)),
-        ("segments".into(), s.segments.to_string()),
-    ];
-    for (st, n) in &by_state {
-        rows.push((format!("  {st}"), n.to_string()));
-    }
-    rows.push(("saved by dedup".into(), human(s.dedup_saved_bytes)));
-    rows.push(("expired, kept".into(), expired.to_string()));
-    for (k, n) in &kinds {
-        rows.push((format!("kind {k}"), n.to_string()));
-    }
-    for (d, (n, b)) in &per_dist {
-        rows.push((
-            format!("distribution {d}"),
-            format!("{n} objects, {}", human(*b)),
-        ));
-    }
-    if let Some((t, k)) = &oldest {
-        rows.push((
-            "oldest".into(),
-            format!("{}  {}", time(*t), view_key(k).render()),
-        ));
-    }
-    if let Some((t, k)) = &newest {
-        rows.push((
-            "newest".into(),
-            format!("{}  {}", time(*t), view_key(k).render()),
-        ));
-    }
-    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (k, v) in rows {
-        println!("{k:<w$}  {v}");
+    } else {
+        summary_human(&v);
     }
     Ok(())
 }
 
+/// `summary` for people, from its JSON (offline and live).
+fn summary_human(v: &Value) {
+    let mut rows = vec![
+        ("objects".to_string(), jstr(&v["objects"])),
+        ("blobs".into(), jstr(&v["blobs"])),
+        ("live bytes".into(), human(jnum(&v["live_bytes"]))),
+        ("bytes on disk".into(), human(jnum(&v["bytes_on_disk"]))),
+        (
+            "capacity".into(),
+            v["capacity"]
+                .as_u64()
+                .map_or("unknown (give --config)".into(), human),
+        ),
+        (
+            "index on disk".into(),
+            human(jnum(&v["index_bytes_on_disk"])),
+        ),
+        ("segments".into(), jstr(&v["segments"])),
+    ];
+    if let Some(m) = v["segments_by_state"].as_object() {
+        for (st, n) in m {
+            rows.push((format!("  {st}"), jstr(n)));
+        }
+    }
+    rows.push((
+        "saved by dedup".into(),
+        human(jnum(&v["dedup_saved_bytes"])),
+    ));
+    rows.push(("expired, kept".into(), jstr(&v["expired_kept"])));
+    if let Some(m) = v["kinds"].as_object() {
+        for (k, n) in m {
+            rows.push((format!("kind {k}"), jstr(n)));
+        }
+    }
+    if let Some(m) = v["distributions"].as_object() {
+        for (d, x) in m {
+            rows.push((
+                format!("distribution {d}"),
+                format!(
+                    "{} objects, {}",
+                    jstr(&x["objects"]),
+                    human(jnum(&x["body_bytes"]))
+                ),
+            ));
+        }
+    }
+    for which in ["oldest", "newest"] {
+        let x = &v[which];
+        if !x.is_null() {
+            rows.push((
+                which.into(),
+                format!("{}  {}", jstr(&x["stored_at"]), jstr(&x["key"])),
+            ));
+        }
+    }
+    print_pairs(&rows);
+}
+
 fn segments(store: &Store, json_out: bool) -> anyhow::Result<()> {
-    let segs = store.segments();
+    let v = segments_json(store);
     if json_out {
-        let v: Vec<_> = segs
-            .iter()
-            .map(|s| {
-                json!({
-                    "id": s.id,
-                    "state": s.state.as_str(),
-                    "bytes_on_disk": s.bytes_on_disk,
-                    "created_at": time(s.created_at),
-                    "path": s.path,
-                })
-            })
-            .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        let rows: Vec<Vec<String>> = segs
-            .iter()
-            .map(|s| {
-                vec![
-                    format!("{:016x}", s.id),
-                    s.state.as_str().to_string(),
-                    human(s.bytes_on_disk),
-                    time(s.created_at),
-                ]
-            })
-            .collect();
-        print_table(
-            &["ID", "STATE", "ON DISK", "CREATED"],
-            &[false, false, true, false],
-            &rows,
-        );
+        segments_human(&v);
     }
     Ok(())
+}
+
+/// `segments` as a table, from its JSON (offline and live).
+fn segments_human(v: &Value) {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{:016x}", jnum(&s["id"])),
+                jstr(&s["state"]),
+                human(jnum(&s["bytes_on_disk"])),
+                jstr(&s["created_at"]),
+            ]
+        })
+        .collect();
+    print_table(
+        &["ID", "STATE", "ON DISK", "CREATED"],
+        &[false, false, true, false],
+        &rows,
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// live: asking a running edge through its admin API
+
+/// `cache-inspect --admin URL ...`: the same reports, from the running edge
+/// (`GET /inspect/...`). `show` and `explain` print JSON for people too.
+pub fn run_live(admin: &str, token: Option<&str>, what: Inspect) -> anyhow::Result<ExitCode> {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut q: Vec<String> = Vec::new();
+    let (path, json_out, render): (&str, bool, fn(&Value)) = match what {
+        Inspect::Summary { json, config } => {
+            if config.is_some() {
+                eprintln!("cairn: --config is ignored with --admin (the running edge's capacity is shown)");
+            }
+            ("summary", json, summary_human)
+        }
+        Inspect::Segments { json } => ("segments", json, segments_human),
+        Inspect::Ls {
+            distribution,
+            prefix,
+            limit,
+            json,
+        } => {
+            if let Some(d) = distribution {
+                q.push(format!("distribution={}", enc(&d)));
+            }
+            if let Some(p) = prefix {
+                q.push(format!("prefix={}", enc(&p)));
+            }
+            q.push(format!("limit={limit}"));
+            ("ls", json, ls_human)
+        }
+        Inspect::Show { target, json } => {
+            match (
+                &target.url,
+                &target.key_hex,
+                &target.config,
+                &target.distribution,
+            ) {
+                (Some(url), None, None, None) => {
+                    q.push(format!("url={}", enc(url)));
+                    for h in &target.header {
+                        q.push(format!("header={}", enc(h)));
+                    }
+                }
+                _ => q.push(format!("key_hex={}", hex(&resolve(&target)?))),
+            }
+            ("show", json, pretty)
+        }
+        Inspect::Explain {
+            url,
+            config,
+            header,
+            json,
+        } => {
+            if config.is_some() {
+                eprintln!("cairn: --config is ignored with --admin (the running edge's configuration is used)");
+            }
+            q.push(format!("url={}", enc(&url)));
+            for h in &header {
+                q.push(format!("header={}", enc(h)));
+            }
+            ("explain", json, pretty)
+        }
+        Inspect::Verify { .. } | Inspect::RebuildIndex | Inspect::Cat { .. } => {
+            let name = match what {
+                Inspect::Verify { .. } => "verify",
+                Inspect::RebuildIndex => "rebuild-index",
+                _ => "cat",
+            };
+            eprintln!(
+                "cairn: cache-inspect {name} is offline-only: it cannot run against a live edge \
+                 (--admin). Stop the edge, then run `cairn cache-inspect --cache-dir DIR {name}`"
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut url = format!("/inspect/{path}");
+    if !q.is_empty() {
+        url.push('?');
+        url.push_str(&q.join("&"));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let base = admin.trim_end_matches('/');
+    let (status, v) = rt.block_on(crate::admin_call(base, "GET", &url, token, None))?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "{status}: {}",
+            v.get("error")
+                .and_then(|e| e.as_str())
+                .unwrap_or("request failed")
+        );
+    }
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        render(&v);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pretty(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1520,6 +989,8 @@ fn verify_human(r: &VerifyReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn::cache_key::KeyParts;
+    use std::time::UNIX_EPOCH;
 
     fn primary() -> Vec<u8> {
         KeyParts {

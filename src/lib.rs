@@ -21,6 +21,7 @@ pub mod config;
 pub mod demo;
 pub mod edge;
 pub mod httpcache;
+pub mod inspect_json;
 pub mod metrics;
 pub mod origin;
 pub mod serve;

@@ -37,11 +37,20 @@ enum Command {
     },
     /// Invalidate paths or cache tags of a distribution through a running edge's admin API.
     Invalidate(InvalidateArgs),
-    /// Look inside a cache directory (offline: the edge must not be running on it).
+    /// Look inside a cache directory (offline: the edge must not be running on it), or
+    /// ask a running edge through its admin API (--admin).
     CacheInspect {
         /// The cache directory.
         #[arg(long, default_value = "./cairn-cache")]
         cache_dir: PathBuf,
+        /// Ask the running edge at this admin API instead of reading the directory
+        /// (summary, segments, ls, show, explain; verify, rebuild-index and cat are
+        /// offline-only).
+        #[arg(long, conflicts_with = "cache_dir")]
+        admin: Option<String>,
+        /// The admin token with --admin (or the CAIRN_ADMIN_TOKEN environment variable).
+        #[arg(long, requires = "admin")]
+        token: Option<String>,
         #[command(subcommand)]
         what: Inspect,
     },
@@ -169,9 +178,10 @@ enum Inspect {
     Explain {
         /// http://HOST/path?query
         url: String,
-        /// The edge's configuration file.
+        /// The edge's configuration file (required offline; with --admin the running
+        /// edge's configuration is used).
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// A request header of the synthetic request (NAME:VALUE; repeatable).
         #[arg(long, short = 'H')]
         header: Vec<String>,
@@ -387,6 +397,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => Ok(check_config(&file)),
         Command::Invalidate(args) => invalidate(args),
-        Command::CacheInspect { cache_dir, what } => inspect::run(&cache_dir, what),
+        Command::CacheInspect {
+            cache_dir,
+            admin: Some(admin),
+            token,
+            what,
+        } => {
+            let _ = cache_dir;
+            let env_token = std::env::var("CAIRN_ADMIN_TOKEN").ok();
+            inspect::run_live(&admin, token.as_deref().or(env_token.as_deref()), what)
+        }
+        Command::CacheInspect {
+            cache_dir, what, ..
+        } => inspect::run(&cache_dir, what),
     }
 }

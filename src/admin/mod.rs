@@ -1,9 +1,11 @@
 //! The admin API listener: `GET /status` (version, uptime, configuration version,
-//! distributions), `GET /metrics` (Prometheus), `POST /reload`, `POST /invalidations` and `GET /invalidations/{id}`
-//! (see [`invalidations`]). With `[edge] admin_token` set, every request needs
-//! `Authorization: Bearer TOKEN` ([`auth`]).
+//! distributions), `GET /metrics` (Prometheus), `POST /reload`, `POST /invalidations` and
+//! `GET /invalidations/{id}` (see [`invalidations`]), `GET /inspect/...` (the
+//! `cache-inspect` reports of the running edge; see [`inspect`]). With `[edge]
+//! admin_token` set, every request needs `Authorization: Bearer TOKEN` ([`auth`]).
 
 pub mod auth;
+pub mod inspect;
 pub mod invalidations;
 
 mod metrics;
@@ -67,11 +69,15 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<BoxBody>
         (&Method::GET, p) if p.starts_with("/invalidations/") => {
             invalidations::get(admin, &p["/invalidations/".len()..])
         }
+        (&Method::GET, p) if p.starts_with("/inspect/") => {
+            inspect::get(admin, &p["/inspect/".len()..], req.uri().query()).await
+        }
         _ => json(
             StatusCode::NOT_FOUND,
             serde_json::json!({"error": "no such admin endpoint", "endpoints": [
                 "GET /status", "GET /metrics", "POST /reload", "POST /invalidations",
-                "GET /invalidations/{id}",
+                "GET /invalidations/{id}", "GET /inspect/summary", "GET /inspect/segments",
+                "GET /inspect/ls", "GET /inspect/show", "GET /inspect/explain",
             ]}),
         ),
     }

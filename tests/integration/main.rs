@@ -11,6 +11,7 @@ mod edge_logs;
 mod edge_policy;
 mod fuzz_corpus;
 mod inspect_cli;
+mod inspect_live;
 mod inspect_verify;
 mod rfc_freshness;
 mod rfc_invalidation;

@@ -1,0 +1,781 @@
+//! What `cairn cache-inspect` reports, as JSON values: shared by the offline command
+//! (reading a cache directory) and the admin API's `GET /inspect/...` endpoints (asking a
+//! running edge, whose store is shared and safe to read concurrently).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use serde_json::{json, Value};
+
+use crate::cache_key::{self, KeyInput, KeyParts};
+use crate::config::{Behavior, Config, Distribution};
+use crate::edge::meta::{Meta, StoredResponse};
+use crate::edge::router::Router;
+use crate::httpcache::{self, Mode, RequestFacts, Reuse};
+use crate::store::{ObjectInfo, Store};
+
+// ---------------------------------------------------------------------------------------
+// Keys
+
+/// What follows the five fields of a primary key (storage-format.md §8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyExtra {
+    None,
+    /// A Vary variant: (header name, normalised value or None when absent).
+    Variant(Vec<(String, Option<String>)>),
+    /// `primary ++ 0x00 0x05`: the list of stored parts.
+    PartsIndex,
+    /// `primary ++ 0x00 0x05 ++ "a-b"`.
+    Part(String),
+}
+
+/// A key read back for display.
+#[derive(Debug, Clone)]
+pub struct KeyView {
+    pub primary: Vec<u8>,
+    pub parts: Option<KeyParts>,
+    pub extra: KeyExtra,
+}
+
+pub fn view_key(key: &[u8]) -> KeyView {
+    let seps: Vec<usize> = key
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == 0)
+        .map(|(i, _)| i)
+        .collect();
+    let (primary, rest) = match seps.get(4) {
+        Some(&p) => (&key[..p], Some(&key[p + 1..])),
+        None => (key, None),
+    };
+    let extra = match rest {
+        None => KeyExtra::None,
+        Some([0x05]) => KeyExtra::PartsIndex,
+        Some([0x05, range @ ..]) => KeyExtra::Part(String::from_utf8_lossy(range).into_owned()),
+        Some(suffix) => KeyExtra::Variant(
+            suffix
+                .split(|&b| b == 0x03)
+                .filter(|i| !i.is_empty())
+                .map(|item| match item.iter().position(|&b| b == 0x01) {
+                    Some(p) => {
+                        let name = String::from_utf8_lossy(&item[..p]).into_owned();
+                        let v = &item[p + 1..];
+                        let value = (v != [0x02]).then(|| String::from_utf8_lossy(v).into_owned());
+                        (name, value)
+                    }
+                    None => (String::from_utf8_lossy(item).into_owned(), None),
+                })
+                .collect(),
+        ),
+    };
+    KeyView {
+        primary: primary.to_vec(),
+        parts: cache_key::parse_key(primary),
+        extra,
+    }
+}
+
+pub fn escape_bytes(b: &[u8]) -> String {
+    b.iter()
+        .flat_map(|&c| std::ascii::escape_default(c))
+        .map(char::from)
+        .collect()
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
+    let s = s.trim();
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        anyhow::bail!("--key-hex wants an even number of hex digits (as `ls --json` prints)");
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(Into::into))
+        .collect()
+}
+
+impl KeyView {
+    /// `dist /path?query [h:v h2] [cookies: c]` plus a variant / part marker.
+    pub fn render(&self) -> String {
+        let mut s = match &self.parts {
+            Some(p) => {
+                let mut s = format!("{} {}", p.distribution, p.path);
+                if let Some(q) = &p.query {
+                    s.push('?');
+                    s.push_str(q);
+                }
+                if !p.headers.is_empty() {
+                    let h: Vec<String> = p
+                        .headers
+                        .iter()
+                        .map(|(n, v)| match v {
+                            Some(v) => format!("{n}:{v}"),
+                            None => n.clone(),
+                        })
+                        .collect();
+                    s.push_str(&format!(" [{}]", h.join(" ")));
+                }
+                if let Some(c) = &p.cookies {
+                    s.push_str(&format!(" [cookies: {c}]"));
+                }
+                s
+            }
+            None => escape_bytes(&self.primary),
+        };
+        match &self.extra {
+            KeyExtra::None => {}
+            KeyExtra::Variant(v) => {
+                let items: Vec<String> = v
+                    .iter()
+                    .map(|(n, v)| match v {
+                        Some(v) => format!("{n}={v}"),
+                        None => format!("{n} absent"),
+                    })
+                    .collect();
+                s.push_str(&format!(" variant{{{}}}", items.join(", ")));
+            }
+            KeyExtra::PartsIndex => s.push_str(" parts"),
+            KeyExtra::Part(r) => s.push_str(&format!(" part {r}")),
+        }
+        s
+    }
+
+    pub fn to_json(&self, key: &[u8]) -> Value {
+        let (variant, part) = match &self.extra {
+            KeyExtra::Variant(v) => (json!(v), Value::Null),
+            KeyExtra::Part(r) => (Value::Null, json!(r)),
+            _ => (Value::Null, Value::Null),
+        };
+        json!({
+            "key_hex": hex(key),
+            "key": self.render(),
+            "parsed": self.parts.is_some(),
+            "distribution": self.parts.as_ref().map(|p| p.distribution.clone()),
+            "path": self.parts.as_ref().map(|p| p.path.clone()),
+            "query": self.parts.as_ref().and_then(|p| p.query.clone()),
+            "headers": self.parts.as_ref().map(|p| json!(p.headers)),
+            "cookies": self.parts.as_ref().and_then(|p| p.cookies.clone()),
+            "variant": variant,
+            "part": part,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Objects
+
+pub fn human(n: u64) -> String {
+    bytesize::ByteSize(n).display().iec().to_string()
+}
+
+pub fn ms(t: SystemTime) -> u64 {
+    crate::edge::meta::to_ms(t)
+}
+
+pub fn time(t: SystemTime) -> String {
+    if t <= UNIX_EPOCH {
+        return "-".into();
+    }
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Seconds `b - a`, signed.
+pub fn signed_secs(a: SystemTime, b: SystemTime) -> i64 {
+    match b.duration_since(a) {
+        Ok(d) => d.as_secs().min(i64::MAX as u64) as i64,
+        Err(e) => -(e.duration().as_secs().min(i64::MAX as u64) as i64),
+    }
+}
+
+pub fn dur(secs: i64) -> String {
+    if secs < 0 {
+        format!("stale {}", dur(-secs))
+    } else {
+        humantime::format_duration(Duration::from_secs(secs as u64)).to_string()
+    }
+}
+
+/// One object as `ls` and `show` describe it.
+pub struct Described {
+    pub info: ObjectInfo,
+    pub view: KeyView,
+    pub meta: Result<Meta, String>,
+    pub age_s: i64,
+    pub remaining_s: i64,
+}
+
+impl Described {
+    pub fn new(info: ObjectInfo, now: SystemTime) -> Self {
+        let view = view_key(&info.key);
+        let meta = Meta::decode(&info.meta).map_err(|e| e.to_string());
+        let age_s = match &meta {
+            Ok(Meta::Response(r)) => r.age_at(now).as_secs() as i64,
+            _ => signed_secs(info.stored_at, now).max(0),
+        };
+        let remaining_s = signed_secs(now, info.expires_at);
+        Self {
+            info,
+            view,
+            meta,
+            age_s,
+            remaining_s,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match (&self.meta, &self.view.extra) {
+            (Err(_), _) => "unreadable",
+            (Ok(Meta::Variants(_)), _) => "vary-index",
+            (Ok(Meta::Partials(_)), _) => "parts-index",
+            (Ok(Meta::Response(_)), KeyExtra::Variant(_)) => "variant",
+            (Ok(Meta::Response(_)), KeyExtra::Part(_)) => "part",
+            (Ok(Meta::Response(_)), _) => "response",
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match &self.meta {
+            Ok(Meta::Response(r)) => Some(r.status),
+            _ => None,
+        }
+    }
+
+    pub fn summary_json(&self) -> Value {
+        let mut v = self.view.to_json(&self.info.key);
+        let o = v.as_object_mut().expect("object");
+        o.insert("kind".into(), json!(self.kind()));
+        o.insert("status".into(), json!(self.status()));
+        o.insert("body_len".into(), json!(self.info.body_len));
+        o.insert("stored_at".into(), json!(time(self.info.stored_at)));
+        o.insert("stored_at_ms".into(), json!(ms(self.info.stored_at)));
+        o.insert("expires_at".into(), json!(time(self.info.expires_at)));
+        o.insert("expires_at_ms".into(), json!(ms(self.info.expires_at)));
+        o.insert("age_s".into(), json!(self.age_s));
+        o.insert("ttl_remaining_s".into(), json!(self.remaining_s));
+        o.insert("stale".into(), json!(self.remaining_s <= 0));
+        o.insert("tags".into(), json!(self.info.tags));
+        if self.view.parts.is_none() {
+            o.insert("distribution".into(), json!(self.info.distribution));
+        }
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Resolving a URL or a key
+
+/// How a request maps onto the configuration.
+pub struct Routed<'a> {
+    pub host: String,
+    pub distribution: Option<&'a Distribution>,
+    pub behavior_index: Option<usize>,
+    pub behavior: Option<&'a Behavior>,
+    pub key: Option<Vec<u8>>,
+    pub headers: HeaderMap,
+    pub why_none: Option<String>,
+}
+
+pub fn parse_headers(list: &[String]) -> anyhow::Result<HeaderMap> {
+    let mut h = HeaderMap::new();
+    for item in list {
+        let (n, v) = item
+            .split_once(':')
+            .with_context(|| format!("--header {item:?}: want NAME:VALUE"))?;
+        h.append(
+            HeaderName::from_bytes(n.trim().as_bytes())
+                .with_context(|| format!("bad header name {n:?}"))?,
+            HeaderValue::from_str(v.trim()).with_context(|| format!("bad header value {v:?}"))?,
+        );
+    }
+    Ok(h)
+}
+
+pub fn parse_url(url: &str) -> anyhow::Result<(Uri, String)> {
+    let uri: Uri = url.parse().with_context(|| format!("bad URL {url}"))?;
+    let host = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .with_context(|| format!("{url}: want http://HOST/path"))?;
+    Ok((uri, host))
+}
+
+pub fn route<'a>(cfg: &'a Config, url: &str, extra: &[String]) -> anyhow::Result<Routed<'a>> {
+    let (uri, host) = parse_url(url)?;
+    let mut headers = parse_headers(extra)?;
+    if !headers.contains_key(http::header::HOST) {
+        headers.insert(http::header::HOST, HeaderValue::from_str(&host)?);
+    }
+    let mut r = Routed {
+        host: host.clone(),
+        distribution: None,
+        behavior_index: None,
+        behavior: None,
+        key: None,
+        headers,
+        why_none: None,
+    };
+    let Some(di) = Router::new(cfg).route(&host) else {
+        let names: Vec<String> = cfg
+            .distributions
+            .iter()
+            .map(|d| d.assigned_domain(&cfg.edge.domain))
+            .chain(cfg.distributions.iter().flat_map(|d| d.aliases.clone()))
+            .collect();
+        r.why_none = Some(format!(
+            "no distribution answers Host {host} (assigned domains and aliases: {}; no catch-all)",
+            names.join(", ")
+        ));
+        return Ok(r);
+    };
+    let d = &cfg.distributions[di];
+    r.distribution = Some(d);
+    if !d.enabled {
+        r.why_none = Some(format!("distribution {} is disabled (403)", d.id));
+    }
+    let path = cache_key::normalize_path(uri.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path_for_behavior = if path == "/" {
+        d.default_root_object
+            .as_ref()
+            .map(|o| format!("/{o}"))
+            .unwrap_or(path)
+    } else {
+        path
+    };
+    r.behavior_index = d
+        .behaviors
+        .iter()
+        .position(|b| b.matches(&path_for_behavior));
+    let b = r
+        .behavior_index
+        .and_then(|i| d.behaviors.get(i))
+        .unwrap_or(&d.default_behavior);
+    r.behavior = Some(b);
+    match cache_key::cache_key(&KeyInput {
+        distribution: &d.id,
+        uri: &uri,
+        headers: &r.headers,
+        policy: &b.cache_key,
+        default_root_object: d.default_root_object.as_deref(),
+    }) {
+        Ok(k) => r.key = Some(k.key),
+        Err(e) => r.why_none = Some(format!("no cache key: {e} ({})", e.status())),
+    }
+    Ok(r)
+}
+
+/// The objects stored under `primary` (variants, parts), bounded.
+pub fn children(store: &Store, primary: &[u8]) -> anyhow::Result<Vec<ObjectInfo>> {
+    let mut p = primary.to_vec();
+    p.push(0);
+    Ok(store.list(&p, None, 256)?)
+}
+
+// ---------------------------------------------------------------------------------------
+// show / cat
+
+pub fn response_json(r: &StoredResponse) -> Value {
+    json!({
+        "status": r.status,
+        "headers": r.headers.iter().map(|(n, v)| json!([n, String::from_utf8_lossy(v)])).collect::<Vec<_>>(),
+        "request_time": time(crate::edge::meta::from_ms(r.request_time_ms)),
+        "request_time_ms": r.request_time_ms,
+        "response_time": time(r.response_time()),
+        "response_time_ms": r.response_time_ms,
+        "initial_age_s": r.initial_age_s,
+        "ttl_s": r.ttl_s,
+        "ttl_rule": r.ttl_rule,
+        "ttl_clamp": r.ttl_clamp,
+        "revalidate_each_use": r.revalidate_each_use,
+        "must_revalidate": r.must_revalidate,
+        "stale_while_revalidate_s": r.stale_while_revalidate_s,
+        "stale_if_error_s": r.stale_if_error_s,
+        "vary": r.vary,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The reports
+
+/// The index prefix `ls` walks for a distribution (and a path prefix).
+fn ls_key_prefix(distribution: Option<&str>, prefix: Option<&str>) -> Vec<u8> {
+    match (distribution, prefix) {
+        (Some(d), Some(p)) => cache_key::path_prefix(d, p),
+        (Some(d), None) => {
+            let mut k = KeyParts {
+                distribution: d.to_string(),
+                path: "/".into(),
+                query: None,
+                headers: vec![],
+                cookies: None,
+            }
+            .to_key();
+            // The escaped distribution and its separator.
+            let end = k.iter().position(|&b| b == 0).map_or(k.len(), |p| p + 1);
+            k.truncate(end);
+            k
+        }
+        (None, _) => Vec::new(),
+    }
+}
+
+/// `ls`: the objects of a distribution (and path prefix), at most `limit` (0: all);
+/// whether more were left off.
+pub fn ls_rows(
+    store: &Store,
+    distribution: Option<&str>,
+    prefix: Option<&str>,
+    limit: usize,
+) -> anyhow::Result<(Vec<Described>, bool)> {
+    let key_prefix = ls_key_prefix(distribution, prefix);
+    let now = SystemTime::now();
+    let limit = if limit == 0 { usize::MAX } else { limit };
+    let mut rows = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.list(&key_prefix, after.as_deref(), 1024)?;
+        let last = page.len() < 1024;
+        after = page.last().map(|o| o.key.clone());
+        for info in page {
+            let d = Described::new(info, now);
+            if distribution.is_none() {
+                if let Some(p) = prefix {
+                    if !d.view.parts.as_ref().is_some_and(|k| k.path.starts_with(p)) {
+                        continue;
+                    }
+                }
+            }
+            if rows.len() == limit {
+                return Ok((rows, true));
+            }
+            rows.push(d);
+        }
+        if last || after.is_none() {
+            return Ok((rows, false));
+        }
+    }
+}
+
+/// `ls --json`: an array of objects.
+pub fn ls_json(rows: &[Described]) -> Value {
+    Value::Array(rows.iter().map(Described::summary_json).collect())
+}
+
+/// `segments --json`.
+pub fn segments_json(store: &Store) -> Value {
+    store
+        .segments()
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "state": s.state.as_str(),
+                "bytes_on_disk": s.bytes_on_disk,
+                "created_at": time(s.created_at),
+                "path": s.path,
+            })
+        })
+        .collect()
+}
+
+/// `summary --json`: `capacity` is the configured one when known.
+pub fn summary_json(store: &Store, capacity: Option<u64>) -> anyhow::Result<Value> {
+    let s = store.stats();
+    let now = SystemTime::now();
+    let mut by_state: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for seg in store.segments() {
+        *by_state.entry(seg.state.as_str()).or_default() += 1;
+    }
+    // (objects, body bytes) per distribution; bounded by the number of distributions.
+    let mut per_dist: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut oldest: Option<(SystemTime, Vec<u8>)> = None;
+    let mut newest: Option<(SystemTime, Vec<u8>)> = None;
+    let mut expired = 0u64;
+    let mut body_bytes = 0u64;
+    for o in store.iter() {
+        let o = o?;
+        let e = per_dist.entry(o.distribution.clone()).or_default();
+        e.0 += 1;
+        e.1 += o.body_len;
+        body_bytes += o.body_len;
+        let kind = match Meta::decode(&o.meta) {
+            Ok(Meta::Variants(_)) => "vary-index",
+            Ok(Meta::Partials(_)) => "parts-index",
+            Ok(Meta::Response(_)) => "response",
+            Err(_) => "unreadable",
+        };
+        *kinds.entry(kind).or_default() += 1;
+        if o.expires_at <= now {
+            expired += 1;
+        }
+        if oldest.as_ref().is_none_or(|(t, _)| o.stored_at < *t) {
+            oldest = Some((o.stored_at, o.key.clone()));
+        }
+        if newest.as_ref().is_none_or(|(t, _)| o.stored_at > *t) {
+            newest = Some((o.stored_at, o.key.clone()));
+        }
+    }
+    let when = |x: &Option<(SystemTime, Vec<u8>)>| {
+        x.as_ref().map(
+            |(t, k)| json!({"stored_at": time(*t), "key": view_key(k).render(), "key_hex": hex(k)}),
+        )
+    };
+    Ok(json!({
+        "objects": s.objects,
+        "blobs": s.blobs,
+        "live_bytes": s.live_bytes,
+        "body_bytes": body_bytes,
+        "bytes_on_disk": s.bytes_on_disk,
+        "index_bytes_on_disk": s.index_bytes_on_disk,
+        "capacity": capacity,
+        "segments": s.segments,
+        "segments_by_state": by_state,
+        "dedup_saved_bytes": s.dedup_saved_bytes,
+        "expired_kept": expired,
+        "kinds": kinds,
+        "distributions": per_dist.iter().map(|(d, (n, b))| (d.clone(), json!({"objects": n, "body_bytes": b}))).collect::<serde_json::Map<_, _>>(),
+        "oldest": when(&oldest),
+        "newest": when(&newest),
+    }))
+}
+
+/// The key of `url`'s path in distribution `distribution` (no query, headers or cookies).
+pub fn distribution_key(distribution: &str, url: &str) -> anyhow::Result<Vec<u8>> {
+    let (uri, _) = match parse_url(url) {
+        Ok(x) => x,
+        Err(_) => (url.parse::<Uri>()?, String::new()),
+    };
+    let path = cache_key::normalize_path(uri.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(KeyParts {
+        distribution: distribution.to_string(),
+        path,
+        query: None,
+        headers: vec![],
+        cookies: None,
+    }
+    .to_key())
+}
+
+/// The key `url` has under `cfg` (routing it as the edge would).
+pub fn config_key(cfg: &Config, url: &str, header: &[String]) -> anyhow::Result<Vec<u8>> {
+    let r = route(cfg, url, header)?;
+    match r.key {
+        Some(k) => Ok(k),
+        None => anyhow::bail!(
+            "{url}: {}",
+            r.why_none.unwrap_or_else(|| "no cache key".into())
+        ),
+    }
+}
+
+/// `show --json`: one object, its metadata, its blob and what is stored under it; `None`
+/// when no object is at `key`.
+pub fn show_json(store: &Store, key: &[u8]) -> anyhow::Result<Option<Value>> {
+    let Some(info) = store.info(key)? else {
+        return Ok(None);
+    };
+    let d = Described::new(info, SystemTime::now());
+    let blob = store.blob_info(&d.info.blob)?;
+    let kids = match d.meta {
+        Ok(Meta::Variants(_)) | Ok(Meta::Partials(_)) => children(store, key)?,
+        _ => Vec::new(),
+    };
+    let mut v = d.summary_json();
+    let o = v.as_object_mut().expect("object");
+    o.insert(
+        "record".into(),
+        json!({"segment": d.info.record.segment, "offset": d.info.record.offset}),
+    );
+    let meta = match &d.meta {
+        Ok(Meta::Response(r)) => json!({"response": response_json(r)}),
+        Ok(Meta::Variants(names)) => json!({"vary_index": names}),
+        Ok(Meta::Partials(p)) => json!({"parts_index": p}),
+        Err(e) => json!({"error": e}),
+    };
+    o.insert("meta".into(), meta);
+    o.insert(
+        "blob".into(),
+        json!({
+            "hash": hex(&d.info.blob),
+            "found": blob.is_some(),
+            "len": blob.as_ref().map(|b| b.len),
+            "references": blob.as_ref().map(|b| b.references),
+            "manifest": blob.as_ref().map(|b| json!({"segment": b.manifest.segment, "offset": b.manifest.offset})),
+            "runs": blob.as_ref().map(|b| b.runs.iter().map(|r| json!({"segment": r.segment, "offset": r.offset, "len": r.len})).collect::<Vec<_>>()),
+        }),
+    );
+    o.insert(
+        "children".into(),
+        json!(kids
+            .iter()
+            .map(|k| json!({"key_hex": hex(&k.key), "key": view_key(&k.key).render(), "body_len": k.body_len}))
+            .collect::<Vec<_>>()),
+    );
+    Ok(Some(v))
+}
+
+/// The message for a key with no object.
+pub fn no_object(key: &[u8]) -> String {
+    format!("no object at key {} ({})", view_key(key).render(), hex(key))
+}
+
+/// `explain`: how the edge configured by `cfg` would answer `url` (with the request
+/// headers `header`, NAME:VALUE), as JSON and as (label, text) lines for people.
+pub fn explain_report(
+    store: &Store,
+    cfg: &Config,
+    url: &str,
+    header: &[String],
+) -> anyhow::Result<(Value, Vec<(String, String)>)> {
+    let r = route(cfg, url, header)?;
+    let now = SystemTime::now();
+    let mut v = json!({
+        "url": url,
+        "host": r.host,
+        "distribution": r.distribution.map(|d| d.id.clone()),
+    });
+    let o = v.as_object_mut().expect("object");
+    let mut lines: Vec<(String, String)> = vec![("url".into(), url.into())];
+    match r.distribution {
+        Some(d) => lines.push(("distribution".into(), d.id.clone())),
+        None => lines.push(("distribution".into(), "(none)".into())),
+    }
+    let mut next = "fetch".to_string();
+    let mut why = String::new();
+    if let Some(b) = r.behavior {
+        let mode = if b.strict() {
+            Mode::Strict
+        } else {
+            Mode::CloudFront
+        };
+        let mode_s = if mode == Mode::Strict {
+            "strict"
+        } else {
+            "cloudfront"
+        };
+        let name = match r.behavior_index {
+            Some(i) => format!("behaviors[{i}]"),
+            None => "default_behavior".into(),
+        };
+        let pattern = b.path_pattern.clone().unwrap_or_else(|| "*".into());
+        o.insert(
+            "behavior".into(),
+            json!({"name": name, "path_pattern": pattern, "mode": mode_s,
+                   "default_ttl": b.default_ttl, "min_ttl": b.min_ttl, "max_ttl": b.max_ttl}),
+        );
+        lines.push((
+            "behavior".into(),
+            format!(
+                "{name} (path pattern {pattern}, {mode_s} mode, ttl default {} min {} max {})",
+                b.default_ttl, b.min_ttl, b.max_ttl
+            ),
+        ));
+        if let Some(key) = &r.key {
+            let view = view_key(key);
+            o.insert("cache_key".into(), view.to_json(key));
+            lines.push(("cache key".into(), view.render()));
+            lines.push(("cache key (hex)".into(), hex(key)));
+            let mut found = store.info(key)?;
+            if let Some(info) = &found {
+                if let Ok(Meta::Variants(names)) = Meta::decode(&info.meta) {
+                    let kids = children(store, key)?;
+                    let variants: Vec<Value> = kids
+                        .iter()
+                        .map(|k| json!({"key_hex": hex(&k.key), "key": view_key(&k.key).render()}))
+                        .collect();
+                    lines.push(("vary".into(), names.join(", ")));
+                    for k in &kids {
+                        lines.push(("stored variant".into(), view_key(&k.key).render()));
+                    }
+                    let vk = cache_key::variant_key(key, &names, &r.headers);
+                    lines.push(("selected variant".into(), view_key(&vk).render()));
+                    o.insert(
+                        "vary".into(),
+                        json!({"names": names, "variants": variants, "selected_key_hex": hex(&vk)}),
+                    );
+                    found = store.info(&vk)?;
+                }
+            }
+            match found.map(|i| (Meta::decode(&i.meta), i)) {
+                None => {
+                    why = "not in the cache".into();
+                    o.insert("stored".into(), Value::Null);
+                }
+                Some((Ok(Meta::Response(m)), info)) => {
+                    let facts = m.facts(now);
+                    let remaining =
+                        m.ttl_s as i64 - facts.current_age.as_secs().min(i64::MAX as u64) as i64;
+                    let req = RequestFacts::from_request(&Method::GET, &r.headers);
+                    let decision = httpcache::reuse(mode, &facts, &req);
+                    next = match decision {
+                        Reuse::Fresh => "hit".into(),
+                        Reuse::StaleWhileRevalidate => "stale-while-revalidate".into(),
+                        Reuse::Revalidate => "revalidate".into(),
+                        Reuse::Fetch => "fetch".into(),
+                    };
+                    why = match decision {
+                        Reuse::Fresh => "fresh: served from the cache".into(),
+                        Reuse::StaleWhileRevalidate => {
+                            "stale within stale-while-revalidate: served, refreshed in the background".into()
+                        }
+                        Reuse::Revalidate if facts.has_validator => {
+                            "stale (or no-cache): conditional request to the origin".into()
+                        }
+                        Reuse::Revalidate => {
+                            "stale (or no-cache) without a validator: full request to the origin".into()
+                        }
+                        Reuse::Fetch => "the stored response cannot answer this request".into(),
+                    };
+                    lines.push(("stored status".into(), m.status.to_string()));
+                    lines.push(("stored at".into(), time(info.stored_at)));
+                    lines.push((
+                        "ttl".into(),
+                        format!("{}s (rule {}, clamp {})", m.ttl_s, m.ttl_rule, m.ttl_clamp),
+                    ));
+                    lines.push(("age".into(), format!("{}s", facts.current_age.as_secs())));
+                    lines.push(("freshness left".into(), dur(remaining)));
+                    o.insert(
+                        "stored".into(),
+                        json!({
+                            "key_hex": hex(&info.key),
+                            "status": m.status,
+                            "body_len": info.body_len,
+                            "stored_at": time(info.stored_at),
+                            "ttl_s": m.ttl_s,
+                            "ttl_rule": m.ttl_rule,
+                            "ttl_clamp": m.ttl_clamp,
+                            "age_s": facts.current_age.as_secs(),
+                            "freshness_remaining_s": remaining,
+                            "must_revalidate": m.must_revalidate,
+                            "revalidate_each_use": m.revalidate_each_use,
+                            "stale_while_revalidate_s": m.stale_while_revalidate_s,
+                            "stale_if_error_s": m.stale_if_error_s,
+                            "has_validator": facts.has_validator,
+                        }),
+                    );
+                }
+                Some((Ok(_), _)) => {
+                    why = "an index object is at this key, no response".into();
+                    o.insert("stored".into(), Value::Null);
+                }
+                Some((Err(e), _)) => {
+                    why = format!("stored metadata unreadable ({e}): dropped and fetched");
+                    o.insert("stored".into(), Value::Null);
+                }
+            }
+        }
+    }
+    if let Some(w) = &r.why_none {
+        next = "error".into();
+        why = w.clone();
+    }
+    lines.push(("next request".into(), format!("{next} ({why})")));
+    o.insert("next".into(), json!(next));
+    o.insert("reason".into(), json!(why));
+    Ok((v, lines))
+}
