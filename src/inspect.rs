@@ -504,7 +504,7 @@ fn summary_human(v: &Value) {
 }
 
 fn segments(store: &Store, json_out: bool) -> anyhow::Result<()> {
-    let v = segments_json(store);
+    let v = segments_json(store)?;
     if json_out {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -525,13 +525,15 @@ fn segments_human(v: &Value) {
                 format!("{:016x}", jnum(&s["id"])),
                 jstr(&s["state"]),
                 human(jnum(&s["bytes_on_disk"])),
+                human(jnum(&s["live_bytes"])),
+                jnum(&s["records"]).to_string(),
                 jstr(&s["created_at"]),
             ]
         })
         .collect();
     print_table(
-        &["ID", "STATE", "ON DISK", "CREATED"],
-        &[false, false, true, false],
+        &["ID", "STATE", "ON DISK", "LIVE", "RECORDS", "CREATED"],
+        &[false, false, true, true, true, false],
         &rows,
     );
 }

@@ -465,21 +465,30 @@ pub fn ls_json(rows: &[Described]) -> Value {
     Value::Array(rows.iter().map(Described::summary_json).collect())
 }
 
-/// `segments --json`.
-pub fn segments_json(store: &Store) -> Value {
-    store
+/// `segments --json`: each segment with its records and live bytes.
+pub fn segments_json(store: &Store) -> anyhow::Result<Value> {
+    let usage: BTreeMap<u64, crate::store::SegmentUsage> = store
+        .segment_usage()?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
+    Ok(store
         .segments()
         .iter()
         .map(|s| {
+            let u = usage.get(&s.id).cloned().unwrap_or_default();
             json!({
                 "id": s.id,
                 "state": s.state.as_str(),
                 "bytes_on_disk": s.bytes_on_disk,
+                "live_bytes": u.live_bytes,
+                "records": u.records,
+                "record_bytes": u.record_bytes,
                 "created_at": time(s.created_at),
                 "path": s.path,
             })
         })
-        .collect()
+        .collect())
 }
 
 /// `summary --json`: `capacity` is the configured one when known.

@@ -81,7 +81,7 @@ fn answer(admin: &Admin, what: &str, p: &[(String, String)]) -> Answer {
             let capacity = admin.edge.runtime().config.cache.capacity;
             ij::summary_json(store, Some(capacity)).map_err(internal)
         }
-        "segments" => Ok(ij::segments_json(store)),
+        "segments" => ij::segments_json(store).map_err(internal),
         "ls" => {
             let limit = match one(p, "limit") {
                 Some(l) => l

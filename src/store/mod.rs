@@ -19,6 +19,7 @@ pub mod record;
 mod recovery;
 mod segment;
 mod sweeper;
+mod usage;
 mod verify;
 mod writer;
 
@@ -34,6 +35,7 @@ pub use config::{FsyncPolicy, StoreConfig, MIB};
 pub use error::{Result, StoreError};
 pub use index::{Pos, SegmentState};
 pub use sweeper::SweepReport;
+pub use usage::SegmentUsage;
 pub use verify::{
     CorruptRecord, Dangling, EntryKind, RefMismatch, SegmentCheck, VerifyPhase, VerifyProgress,
     VerifyReport,
@@ -552,6 +554,12 @@ impl Store {
                 path: s.path().to_path_buf(),
             })
             .collect()
+    }
+
+    /// Records and live bytes of every segment (a full pass over segments and index: for
+    /// inspection, not for the serving path).
+    pub fn segment_usage(&self) -> Result<Vec<SegmentUsage>> {
+        usage::segment_usage(&self.inner)
     }
 
     pub fn stats(&self) -> StoreStats {

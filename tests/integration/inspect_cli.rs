@@ -311,6 +311,22 @@ async fn inspect_cli_subcommands_on_a_filled_cache() {
     // segments.
     let segs = inspect_json(&cache, &["segments", "--json"]);
     assert!(!segs.as_array().unwrap().is_empty());
+    // Records and live bytes per segment: every stored body (300 000 bytes for /big alone)
+    // is live, and no segment holds more live bytes than records.
+    let seg_list = segs.as_array().unwrap();
+    let live: u64 = seg_list
+        .iter()
+        .map(|s| s["live_bytes"].as_u64().unwrap())
+        .sum();
+    let records: u64 = seg_list
+        .iter()
+        .map(|s| s["records"].as_u64().unwrap())
+        .sum();
+    assert!(live >= 300_000, "live bytes {live}");
+    assert!(records >= 8, "records {records}");
+    for s in seg_list {
+        assert!(s["live_bytes"].as_u64().unwrap() <= s["record_bytes"].as_u64().unwrap());
+    }
 
     // cat of a damaged body fails (non-zero) instead of printing wrong bytes.
     let big = inspect_json(
