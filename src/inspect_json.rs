@@ -788,3 +788,149 @@ pub fn explain_report(
     o.insert("reason".into(), json!(why));
     Ok((v, lines))
 }
+
+/// `show` for people: `label  value` rows (offline, and live through the admin API's
+/// `format=lines`, so both print the same).
+pub fn show_lines(store: &Store, key: &[u8]) -> anyhow::Result<Option<Vec<(String, String)>>> {
+    let Some(info) = store.info(key)? else {
+        return Ok(None);
+    };
+    let d = Described::new(info, SystemTime::now());
+    let blob = store.blob_info(&d.info.blob)?;
+    let kids = match d.meta {
+        Ok(Meta::Variants(_)) | Ok(Meta::Partials(_)) => children(store, key)?,
+        _ => Vec::new(),
+    };
+    let mut rows: Vec<(String, String)> = vec![
+        ("key".into(), d.view.render()),
+        ("key (hex)".into(), hex(&d.info.key)),
+        ("kind".into(), d.kind().into()),
+        ("distribution".into(), d.info.distribution.clone()),
+    ];
+    if let Some(p) = &d.view.parts {
+        rows.push(("path".into(), p.path.clone()));
+        rows.push(("query".into(), p.query.clone().unwrap_or("-".into())));
+        for (n, val) in &p.headers {
+            rows.push((
+                format!("key header {n}"),
+                val.clone().unwrap_or("(absent)".into()),
+            ));
+        }
+        rows.push(("cookies".into(), p.cookies.clone().unwrap_or("-".into())));
+    }
+    rows.push((
+        "body length".into(),
+        format!("{} ({})", d.info.body_len, human(d.info.body_len)),
+    ));
+    rows.push(("stored at".into(), time(d.info.stored_at)));
+    rows.push(("expires at".into(), time(d.info.expires_at)));
+    rows.push(("age".into(), dur(d.age_s)));
+    rows.push(("ttl left".into(), dur(d.remaining_s)));
+    if !d.info.tags.is_empty() {
+        rows.push(("tags".into(), d.info.tags.join(", ")));
+    }
+    match &d.meta {
+        Ok(Meta::Response(r)) => {
+            rows.push(("status".into(), r.status.to_string()));
+            rows.push((
+                "request time".into(),
+                time(crate::edge::meta::from_ms(r.request_time_ms)),
+            ));
+            rows.push(("response time".into(), time(r.response_time())));
+            rows.push(("initial age".into(), format!("{}s", r.initial_age_s)));
+            rows.push((
+                "ttl".into(),
+                format!("{}s (rule {}, clamp {})", r.ttl_s, r.ttl_rule, r.ttl_clamp),
+            ));
+            rows.push((
+                "revalidate each use".into(),
+                r.revalidate_each_use.to_string(),
+            ));
+            rows.push(("must revalidate".into(), r.must_revalidate.to_string()));
+            let opt = |o: Option<u64>| o.map_or("-".into(), |s| format!("{s}s"));
+            rows.push((
+                "stale-while-revalidate".into(),
+                opt(r.stale_while_revalidate_s),
+            ));
+            rows.push(("stale-if-error".into(), opt(r.stale_if_error_s)));
+            rows.push((
+                "vary".into(),
+                if r.vary.is_empty() {
+                    "-".into()
+                } else {
+                    r.vary.join(", ")
+                },
+            ));
+            for (n, val) in &r.headers {
+                rows.push((
+                    format!("header {n}"),
+                    String::from_utf8_lossy(val).into_owned(),
+                ));
+            }
+        }
+        Ok(Meta::Variants(names)) => rows.push(("vary index on".into(), names.join(", "))),
+        Ok(Meta::Partials(p)) => rows.push((
+            "parts index".into(),
+            p.iter()
+                .map(|(a, b)| format!("{a}-{b}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+        Err(e) => rows.push(("metadata".into(), format!("unreadable: {e}"))),
+    }
+    rows.push(("blob".into(), hex(&d.info.blob)));
+    rows.push((
+        "record".into(),
+        format!(
+            "segment {:016x} offset {}",
+            d.info.record.segment, d.info.record.offset
+        ),
+    ));
+    match &blob {
+        Some(b) => {
+            rows.push(("blob references".into(), b.references.to_string()));
+            rows.push((
+                "blob manifest".into(),
+                format!(
+                    "segment {:016x} offset {}",
+                    b.manifest.segment, b.manifest.offset
+                ),
+            ));
+            for (i, r) in b.runs.iter().enumerate() {
+                rows.push((
+                    format!("blob run {i}"),
+                    format!(
+                        "segment {:016x} offset {} len {}",
+                        r.segment, r.offset, r.len
+                    ),
+                ));
+            }
+        }
+        None => rows.push(("blob location".into(), "(not in the index)".into())),
+    }
+    for k in &kids {
+        rows.push(("stored under it".into(), view_key(&k.key).render()));
+    }
+    Ok(Some(rows))
+}
+
+/// Rows as JSON (`[[label, value], …]`), for the admin API's `format=lines`.
+pub fn lines_json(rows: &[(String, String)]) -> Value {
+    json!({ "lines": rows.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>() })
+}
+
+/// The rows back from [`lines_json`].
+pub fn lines_from_json(v: &Value) -> Vec<(String, String)> {
+    v["lines"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|pair| {
+            Some((
+                pair.get(0)?.as_str()?.to_string(),
+                pair.get(1)?.as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}

@@ -108,7 +108,14 @@ fn answer(admin: &Admin, what: &str, p: &[(String, String)]) -> Answer {
                     ))
                 }
             };
-            match ij::show_json(store, &key).map_err(internal)? {
+            let found = if one(p, "format") == Some("lines") {
+                ij::show_lines(store, &key)
+                    .map_err(internal)?
+                    .map(|rows| ij::lines_json(&rows))
+            } else {
+                ij::show_json(store, &key).map_err(internal)?
+            };
+            match found {
                 Some(v) => Ok(v),
                 None => Err((StatusCode::NOT_FOUND, ij::no_object(&key))),
             }
@@ -118,8 +125,9 @@ fn answer(admin: &Admin, what: &str, p: &[(String, String)]) -> Answer {
                 return Err((StatusCode::BAD_REQUEST, "give url=URL".into()));
             };
             let rt = admin.edge.runtime();
+            let lines = one(p, "format") == Some("lines");
             ij::explain_report(store, &rt.config, url, &headers)
-                .map(|(v, _)| v)
+                .map(|(v, rows)| if lines { ij::lines_json(&rows) } else { v })
                 .map_err(bad)
         }
         _ => Err((

@@ -104,4 +104,28 @@ async fn live_reports_match_the_offline_json() {
         assert_ne!(code, Some(0), "{args:?}");
         assert!(err.contains("offline-only"), "{args:?}: {err}");
     }
+
+    // The human `show` is the same live and offline (but for the clock-dependent rows).
+    let show = ["show", "--distribution", "default", "http://x/a"];
+    let (code, live_out, err) = live(&edge, &show);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(live_out.contains("blob run 0"), "{live_out}");
+    let (code, explain_out, err) = live(&edge, &["explain", "http://x/a"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!explain_out.trim_start().starts_with('{'), "{explain_out}");
+    let mut edge = edge;
+    edge.signal(libc::SIGTERM);
+    assert_eq!(edge.wait_exit(WAIT), Some(0));
+    let cache = dir.path().join("cache");
+    let mut offline = vec!["cache-inspect", "--cache-dir", cache.to_str().unwrap()];
+    offline.extend_from_slice(&show);
+    let (code, offline_out, err) = run_cairn(&offline);
+    assert_eq!(code, Some(0), "{err}");
+    let steady = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.starts_with("age ") && !l.starts_with("ttl left"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(steady(&live_out), steady(&offline_out));
 }
