@@ -308,6 +308,23 @@ async fn inspect_cli_subcommands_on_a_filled_cache() {
         "{out}"
     );
 
+    // rebuild-index: the index is rebuilt from the segments and lists the same objects.
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["key_hex"].as_str().unwrap().to_string())
+            .collect();
+        k.sort();
+        k
+    };
+    let before = keys(&inspect_json(&cache, &["ls", "--json"]));
+    let (code, out, err) = inspect(&cache, &["rebuild-index"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("rebuilt the index"), "{out}");
+    assert_eq!(keys(&inspect_json(&cache, &["ls", "--json"])), before);
+
     // segments.
     let segs = inspect_json(&cache, &["segments", "--json"]);
     assert!(!segs.as_array().unwrap().is_empty());
