@@ -43,15 +43,20 @@ pub fn run(cache_dir: &Path, what: Inspect) -> anyhow::Result<ExitCode> {
             };
             return verify(&store, repair, json);
         }
-        Inspect::RebuildIndex => {
+        Inspect::RebuildIndex { json } => {
             let store = open_offline(cache_dir, true)?;
             let s = store.stats();
-            println!(
-                "rebuilt the index of {}: {} objects, {} blobs",
-                cache_dir.display(),
-                s.objects,
-                s.blobs
-            );
+            if json {
+                let v = json!({"dir": cache_dir, "objects": s.objects, "blobs": s.blobs});
+                println!("{v:#}");
+            } else {
+                println!(
+                    "rebuilt the index of {}: {} objects, {} blobs",
+                    cache_dir.display(),
+                    s.objects,
+                    s.blobs
+                );
+            }
         }
         Inspect::Ls {
             distribution,
@@ -66,7 +71,9 @@ pub fn run(cache_dir: &Path, what: Inspect) -> anyhow::Result<ExitCode> {
             json,
         )?,
         Inspect::Show { target, json } => show(&open_offline(cache_dir, false)?, &target, json)?,
-        Inspect::Cat { target } => return cat(&open_offline(cache_dir, false)?, &target),
+        Inspect::Cat { target, json } => {
+            return cat(&open_offline(cache_dir, false)?, &target, json)
+        }
         Inspect::Explain {
             url,
             config,
@@ -247,7 +254,7 @@ fn show(store: &Store, target: &Target, json_out: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cat(store: &Store, target: &Target) -> anyhow::Result<ExitCode> {
+fn cat(store: &Store, target: &Target, json_out: bool) -> anyhow::Result<ExitCode> {
     let mut key = resolve(target)?;
     // Follow a Vary index to the variant the given headers select.
     if let Some(info) = store.info(&key)? {
@@ -270,6 +277,27 @@ fn cat(store: &Store, target: &Target) -> anyhow::Result<ExitCode> {
         );
     };
     let mut body = hit.body;
+    if json_out {
+        let mut bytes = Vec::with_capacity(body.len() as usize);
+        while let Some(chunk) = body.next_chunk() {
+            match chunk {
+                Ok(b) => bytes.extend_from_slice(&b),
+                Err(e) => {
+                    eprintln!("cairn: the body failed its check: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+        use base64::Engine;
+        let v = json!({
+            "key": view_key(&key).render(),
+            "key_hex": hex(&key),
+            "body_len": bytes.len(),
+            "body_base64": base64::engine::general_purpose::STANDARD.encode(&bytes),
+        });
+        println!("{v:#}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let out = std::io::stdout();
     let mut out = out.lock();
     while let Some(chunk) = body.next_chunk() {
@@ -490,10 +518,10 @@ pub fn run_live(admin: &str, token: Option<&str>, what: Inspect) -> anyhow::Resu
             }
             ("explain", json, print_lines)
         }
-        Inspect::Verify { .. } | Inspect::RebuildIndex | Inspect::Cat { .. } => {
+        Inspect::Verify { .. } | Inspect::RebuildIndex { .. } | Inspect::Cat { .. } => {
             let name = match what {
                 Inspect::Verify { .. } => "verify",
-                Inspect::RebuildIndex => "rebuild-index",
+                Inspect::RebuildIndex { .. } => "rebuild-index",
                 _ => "cat",
             };
             eprintln!(

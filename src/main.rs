@@ -134,7 +134,10 @@ enum Inspect {
         json: bool,
     },
     /// Rebuild the index from the segments (the old index is moved aside).
-    RebuildIndex,
+    RebuildIndex {
+        #[arg(long)]
+        json: bool,
+    },
     /// Check every record of every segment (header and payload checksums) and every index
     /// entry (blob runs, blob hashes, object records, references). Exit status: 0 sound,
     /// 1 corruption or dangling entries found (also after --repair), 2 the cache could not
@@ -172,6 +175,9 @@ enum Inspect {
     Cat {
         #[command(flatten)]
         target: Target,
+        /// Print `{key, body_len, body_base64}` instead of the raw bytes.
+        #[arg(long)]
+        json: bool,
     },
     /// How the edge would answer a URL: distribution, behaviour, key, what is stored and
     /// what the next request would do.

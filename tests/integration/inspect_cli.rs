@@ -214,6 +214,18 @@ async fn inspect_cli_subcommands_on_a_filled_cache() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "/a.txt body");
+    let c = inspect_json(
+        &cache,
+        &[
+            "cat",
+            "http://viewer.example/a.txt",
+            "--config",
+            cfg_s,
+            "--json",
+        ],
+    );
+    assert_eq!(c["body_len"], 11);
+    assert_eq!(c["body_base64"], "L2EudHh0IGJvZHk=");
     let big = std::process::Command::new(cairn_bin())
         .args([
             "cache-inspect",
@@ -324,6 +336,8 @@ async fn inspect_cli_subcommands_on_a_filled_cache() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("rebuilt the index"), "{out}");
     assert_eq!(keys(&inspect_json(&cache, &["ls", "--json"])), before);
+    let r = inspect_json(&cache, &["rebuild-index", "--json"]);
+    assert_eq!(r["objects"].as_u64().unwrap() as usize, before.len());
 
     // segments.
     let segs = inspect_json(&cache, &["segments", "--json"]);
