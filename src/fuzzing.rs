@@ -17,6 +17,9 @@
 //!   whatever decodes must re-encode to the same bytes. If it starts with
 //!   [`STRUCTURED_TAG`], the rest describes one value of each type that must survive
 //!   `encode_value` then `decode_value` unchanged.
+//! - [`cache_control`], [`range`], [`config_toml`], [`cache_key`]: text parsers that see
+//!   untrusted input (caching headers, Range, the configuration file, request targets);
+//!   each documents its own input layout.
 
 use crate::store::index::{
     decode_value, encode_value, BlobEntry, Checkpoint, CounterValues, ObjectEntry, Pos,
@@ -569,4 +572,319 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> String {
         String::from_utf8_lossy(&self.short_bytes()).into_owned()
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// cache_control
+
+/// Fixed "now" of the HTTP targets (deterministic replays).
+fn fuzz_now() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000)
+}
+
+/// Fuzz target `cache_control`: `CacheControl::parse`, the RFC 9213 governing field,
+/// `decide_store` and `initial_age`.
+///
+/// Input layout: the whole input (lossily decoded) is parsed as one Cache-Control value.
+/// It is also split at `\n` into up to five field values, in order Cache-Control,
+/// CDN-Cache-Control, Expires, Age, Date; each non-empty line that `HeaderValue` accepts is
+/// set on a response header map.
+pub fn cache_control(data: &[u8]) {
+    use crate::httpcache::{
+        decide_store, governing_cache_control, initial_age, parse_age, CacheControl, CcSource,
+        RequestFacts, StorePolicy, TtlSettings,
+    };
+    use http::header::{AGE, CACHE_CONTROL, DATE, EXPIRES};
+    use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+    use std::time::Duration;
+
+    let s = String::from_utf8_lossy(data);
+    let cc = CacheControl::parse(&s);
+    assert_eq!(cc, CacheControl::parse(&s), "parse is deterministic");
+
+    let names = [
+        CACHE_CONTROL,
+        HeaderName::from_static("cdn-cache-control"),
+        EXPIRES,
+        AGE,
+        DATE,
+    ];
+    let mut resp = HeaderMap::new();
+    for (name, line) in names.iter().zip(data.split(|&b| b == b'\n')) {
+        if line.is_empty() {
+            continue;
+        }
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            resp.insert(name.clone(), v);
+        }
+    }
+
+    // A single Cache-Control line parses as `parse` of its (lossy) text.
+    if let Some(v) = resp.get(CACHE_CONTROL) {
+        assert_eq!(
+            CacheControl::from_headers(&resp),
+            CacheControl::parse(&String::from_utf8_lossy(v.as_bytes())),
+            "from_headers of one line equals parse"
+        );
+    }
+    let (governing, source) = governing_cache_control(&resp);
+    if source == CcSource::CacheControl {
+        assert_eq!(governing, CacheControl::from_headers(&resp));
+    } else {
+        assert!(
+            resp.contains_key("cdn-cache-control"),
+            "targeted source without its field"
+        );
+    }
+
+    let now = fuzz_now();
+    let req = RequestFacts::plain_get();
+    let cloudfront = TtlSettings::default();
+    let strict = TtlSettings {
+        default_ttl: 0,
+        ..TtlSettings::default()
+    };
+    for ttl in [cloudfront, strict] {
+        let policy = StorePolicy::new(ttl);
+        for status in [
+            StatusCode::OK,
+            StatusCode::NOT_FOUND,
+            StatusCode::BAD_GATEWAY,
+        ] {
+            let d = decide_store(&policy, &req, status, &resp, now);
+            assert_eq!(d.source, source, "decide_store uses the governing field");
+            if d.store {
+                if status == StatusCode::OK {
+                    assert!(
+                        d.freshness <= Duration::from_secs(ttl.max_ttl),
+                        "freshness {:?} above max_ttl {} ({:?})",
+                        d.freshness,
+                        ttl.max_ttl,
+                        d.rule
+                    );
+                }
+            } else {
+                assert_eq!(d.freshness, Duration::ZERO, "not stored with a freshness");
+            }
+        }
+    }
+
+    let delay = Duration::from_secs(2);
+    let age = initial_age(&resp, now - delay, now);
+    let age_value = Duration::from_secs(parse_age(&resp).unwrap_or(0));
+    assert!(
+        age >= age_value.saturating_add(delay),
+        "initial age {age:?} below age value {age_value:?} + response delay"
+    );
+    // A request sent after the response arrived (clock skew): no panic, no negative delay.
+    let skewed = initial_age(&resp, now + delay, now);
+    assert!(
+        skewed >= age_value,
+        "skewed initial age below the Age value"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// range
+
+/// Fuzz target `range`: the whole input as a Range field value through `parse_range` and
+/// `resolve` against a few lengths, then `multipart` and `content_range` /
+/// `parse_content_range` on what resolves; the input is also fed to `parse_content_range`.
+pub fn range(data: &[u8]) {
+    use crate::httpcache::range::{
+        content_range, multipart, parse_content_range, parse_range, resolve, ByteRange,
+        RangeOutcome, MAX_RANGES,
+    };
+    use http::HeaderValue;
+
+    let Ok(value) = HeaderValue::from_bytes(data) else {
+        return;
+    };
+
+    if let Some((r, complete)) = parse_content_range(&value) {
+        assert!(r.start <= r.end, "parsed Content-Range with end < start");
+        if let Some(c) = complete {
+            assert!(c > r.end, "complete length not above last");
+            let again = HeaderValue::from_str(&content_range(&r, c)).expect("ascii");
+            assert_eq!(parse_content_range(&again), Some((r, Some(c))));
+        }
+    }
+
+    let Some(specs) = parse_range(&value) else {
+        return;
+    };
+    assert!(
+        !specs.is_empty() && specs.len() <= MAX_RANGES,
+        "parse_range gave {} specs",
+        specs.len()
+    );
+    for len in [0, 1, 1000, u64::MAX / 2] {
+        let ranges: Vec<ByteRange> = match resolve(&specs, len) {
+            RangeOutcome::Full | RangeOutcome::Unsatisfiable => continue,
+            RangeOutcome::Single(r) => vec![r],
+            RangeOutcome::Multi(rs) => {
+                assert!(rs.len() >= 2, "Multi with {} ranges", rs.len());
+                assert!(rs.len() <= specs.len(), "more ranges than specs");
+                rs
+            }
+        };
+        for r in &ranges {
+            assert!(
+                r.start <= r.end && r.end < len,
+                "range {r:?} outside a {len}-byte representation"
+            );
+            let cr = HeaderValue::from_str(&content_range(r, len)).expect("ascii");
+            assert_eq!(
+                parse_content_range(&cr),
+                Some((*r, Some(len))),
+                "content_range round trip"
+            );
+        }
+        let mut sorted = ranges.clone();
+        sorted.sort_by_key(|r| r.start);
+        for w in sorted.windows(2) {
+            assert!(
+                w[0].end.saturating_add(1) < w[1].start,
+                "ranges overlap or touch: {:?} {:?}",
+                w[0],
+                w[1]
+            );
+        }
+        let m = multipart(&ranges, len, Some("text/plain"));
+        assert_eq!(m.parts.len(), ranges.len(), "multipart dropped a range");
+        let total: u128 = m
+            .parts
+            .iter()
+            .map(|(head, r)| head.len() as u128 + r.length() as u128)
+            .sum::<u128>()
+            + m.closing.len() as u128;
+        assert_eq!(
+            m.content_length as u128,
+            total.min(u64::MAX as u128),
+            "multipart content_length"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// config_toml
+
+/// Fuzz target `config_toml`: the whole input (lossily decoded) as a configuration file.
+pub fn config_toml(data: &[u8]) {
+    let s = String::from_utf8_lossy(data);
+    let Err(errors) =
+        crate::config::load_str(&s, "fuzz.toml", std::path::Path::new("/nonexistent"))
+    else {
+        return;
+    };
+    assert!(!errors.problems.is_empty(), "an error without problems");
+    let lines = s.lines().count();
+    for p in &errors.problems {
+        assert!(
+            !p.message.trim().is_empty(),
+            "problem without a message: {p:?}"
+        );
+        if p.line > 0 {
+            assert!(
+                p.line <= lines + 1,
+                "problem at line {} of a {lines}-line input: {p:?}",
+                p.line
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// cache_key
+
+/// Fuzz target `cache_key`: request targets and headers through `normalize_path` and
+/// `cache_key`, and keys back through `parse_key`.
+///
+/// Input layout: up to the first 0x00 byte, the request target (path and query); after it,
+/// `\n`-separated values for Accept-Encoding, Cookie and Host (each set when
+/// `HeaderValue` accepts it).
+pub fn cache_key(data: &[u8]) {
+    use crate::cache_key::{cache_key, parse_key, KeyInput, MAX_KEY_LEN};
+    use crate::config::{CacheKeyPolicy, ListPolicy};
+    use http::header::{ACCEPT_ENCODING, COOKIE, HOST};
+    use http::{HeaderMap, HeaderValue, Uri};
+
+    let (target, rest) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+
+    check_normalize_path(&String::from_utf8_lossy(target));
+    // The path part alone, as `Uri` would split it.
+    let raw = String::from_utf8_lossy(target);
+    check_normalize_path(raw.split('?').next().unwrap_or(""));
+
+    let mut headers = HeaderMap::new();
+    for (name, line) in [ACCEPT_ENCODING, COOKIE, HOST]
+        .into_iter()
+        .zip(rest.split(|&b| b == b'\n'))
+    {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            headers.insert(name, v);
+        }
+    }
+    let Ok(uri) = Uri::try_from(target) else {
+        return;
+    };
+    let policy = CacheKeyPolicy {
+        query_strings: ListPolicy::All,
+        headers: vec!["accept-encoding".into(), "host".into()],
+        cookies: ListPolicy::All,
+    };
+    for root in [None, Some("index.html")] {
+        let input = KeyInput {
+            distribution: "E1FUZZ",
+            uri: &uri,
+            headers: &headers,
+            policy: &policy,
+            default_root_object: root,
+        };
+        let Ok(k) = cache_key(&input) else {
+            continue;
+        };
+        assert!(k.key.len() <= MAX_KEY_LEN, "key of {} bytes", k.key.len());
+        assert!(k.path.starts_with('/'), "keyed path {:?}", k.path);
+        if let Some(parts) = parse_key(&k.key) {
+            assert_eq!(parts.to_key(), k.key, "parse_key/to_key round trip");
+            assert_eq!(parts.distribution, "E1FUZZ");
+            assert_eq!(parts.path, k.path, "parsed path");
+            assert_eq!(parts.query, k.query.clone().filter(|q| !q.is_empty()));
+        } else {
+            // Only non-UTF-8 header or cookie values make a key unreadable.
+            assert!(
+                headers.values().any(|v| v.to_str().is_err()),
+                "a key built from UTF-8 input does not parse: {:?}",
+                k.key
+            );
+        }
+    }
+    // Any bytes that parse as a key round-trip too.
+    if let Some(parts) = parse_key(rest) {
+        assert_eq!(
+            parts.to_key(),
+            rest,
+            "parse_key/to_key round trip on raw bytes"
+        );
+    }
+}
+
+/// `normalize_path` properties: a result starts with '/', has no dot segment and is a
+/// fixed point.
+fn check_normalize_path(raw: &str) {
+    use crate::cache_key::normalize_path;
+    let Ok(p) = normalize_path(raw) else {
+        return;
+    };
+    assert!(p.starts_with('/'), "normalised {raw:?} to {p:?}");
+    assert!(
+        !p.contains("/../") && !p.contains("/./"),
+        "dot segment left in {p:?} (from {raw:?})"
+    );
+    let again = normalize_path(&p).unwrap_or_else(|e| panic!("{p:?} (from {raw:?}): {e:?}"));
+    assert_eq!(again, p, "normalize_path is not idempotent on {raw:?}");
 }

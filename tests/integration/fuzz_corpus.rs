@@ -7,8 +7,11 @@
 //! allocator that records the largest single allocation, because "never allocate what a
 //! corrupt length asks for" is not something a panic would show.
 //!
-//! The seeds in the corpora are written by `write_seeds` below from real encodings:
-//! `CAIRN_WRITE_FUZZ_SEEDS=1 cargo test --test integration fuzz_corpus::write_seeds`.
+//! The seeds in the `record_decode` and `index_decode` corpora are written by `write_seeds`
+//! below from real encodings:
+//! `CAIRN_WRITE_FUZZ_SEEDS=1 cargo test --test integration fuzz_corpus::write_seeds`. The
+//! seeds of the text targets (`cache_control`, `range`, `config_toml`, `cache_key`) are
+//! hand-written files (`corpus/<target>/seed-*`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -126,6 +129,46 @@ fn index_decode_regressions() {
     replay_regressions("index_decode", cairn::fuzzing::index_decode);
 }
 
+#[test]
+fn cache_control_corpus() {
+    replay_corpus("cache_control", cairn::fuzzing::cache_control);
+}
+
+#[test]
+fn cache_control_regressions() {
+    replay_regressions("cache_control", cairn::fuzzing::cache_control);
+}
+
+#[test]
+fn range_corpus() {
+    replay_corpus("range", cairn::fuzzing::range);
+}
+
+#[test]
+fn range_regressions() {
+    replay_regressions("range", cairn::fuzzing::range);
+}
+
+#[test]
+fn config_toml_corpus() {
+    replay_corpus("config_toml", cairn::fuzzing::config_toml);
+}
+
+#[test]
+fn config_toml_regressions() {
+    replay_regressions("config_toml", cairn::fuzzing::config_toml);
+}
+
+#[test]
+fn cache_key_corpus() {
+    replay_corpus("cache_key", cairn::fuzzing::cache_key);
+}
+
+#[test]
+fn cache_key_regressions() {
+    replay_regressions("cache_key", cairn::fuzzing::cache_key);
+}
+
 // ---- allocation bound ----
 
 /// The system allocator, recording the largest single request made by the current thread
@@ -229,9 +272,13 @@ fn decoding_allocates_in_proportion_to_the_input() {
     );
 }
 
-const TARGETS: [(&str, Target); 2] = [
+const TARGETS: [(&str, Target); 6] = [
     ("record_decode", cairn::fuzzing::record_decode),
     ("index_decode", cairn::fuzzing::index_decode),
+    ("cache_control", cairn::fuzzing::cache_control),
+    ("range", cairn::fuzzing::range),
+    ("config_toml", cairn::fuzzing::config_toml),
+    ("cache_key", cairn::fuzzing::cache_key),
 ];
 
 // ---- seeds ----
