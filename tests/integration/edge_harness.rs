@@ -355,7 +355,9 @@ impl Edge {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        // SAFETY: kill(2) takes only integers, so it has no memory-safety preconditions; the
+        // pid is our child, still held (not reaped) by `self.child`, so it cannot have been
+        // reused by another process.
         unsafe {
             libc::kill(self.child.id() as i32, sig);
         }
