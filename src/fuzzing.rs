@@ -20,6 +20,8 @@
 //! - [`cache_control`], [`range`], [`config_toml`], [`cache_key`]: text parsers that see
 //!   untrusted input (caching headers, Range, the configuration file, request targets);
 //!   each documents its own input layout.
+//! - [`store_model`]: a real store driven by operations decoded from the input and compared
+//!   with a map of the last committed versions (module [`store_model`](mod@store_model)).
 
 use crate::store::index::{
     decode_value, encode_value, BlobEntry, Checkpoint, CounterValues, ObjectEntry, Pos,
@@ -30,6 +32,9 @@ use crate::store::record::{
     RecordKind, Run, SegmentHeader, TombstoneRecord, WalkEnd, WalkItem, Walker, FORMAT_VERSION,
     RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
+
+pub mod store_model;
+pub use store_model::store_model;
 
 /// Salt every target decodes with (and the seeds are written with).
 pub const FUZZ_SALT: u64 = 0x5eed_ca1e_f00d_0001;

@@ -27,5 +27,8 @@ pub mod origin;
 pub mod serve;
 pub mod store;
 
+/// Scratch directories removed on drop (tempfile is a dev-dependency only).
+mod scratch_dir;
+
 /// Fuzz target bodies (`fuzz/fuzz_targets/`), replayed over the committed corpora by `cargo test`.
 pub mod fuzzing;

@@ -10,10 +10,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::{new_request_id, LogEntry};
+use crate::scratch_dir::ScratchDir;
 
 /// What goaccess made of a log file (from the `general` section of its JSON report).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,10 +53,10 @@ pub fn goaccess_available(test: &str) -> Result<bool, String> {
 /// Runs goaccess over `path` with its CLOUDFRONT format and returns its counts.
 pub fn goaccess_check(path: &Path) -> Result<GoaccessReport, String> {
     let bin = goaccess_path().ok_or("goaccess is not on PATH")?;
-    let work = TempDir::new()?;
-    let report = work.0.join("report.json");
-    let invalid = work.0.join("invalid.log");
-    let stderr_path = work.0.join("stderr.txt");
+    let work = ScratchDir::new("goaccess")?;
+    let report = work.path().join("report.json");
+    let invalid = work.path().join("invalid.log");
+    let stderr_path = work.path().join("stderr.txt");
     let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
     // Output goes to files, not pipes: a JSON report bigger than a pipe buffer would
     // block goaccess while we wait for it.
@@ -129,38 +129,6 @@ fn json_u64(json: &str, key: &str) -> Result<u64, String> {
     digits
         .parse()
         .map_err(|_| format!("{key} is not a number in the goaccess report"))
-}
-
-/// A scratch directory removed on drop (tempfile is only a dev-dependency).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<Self, String> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let mut last_err = String::new();
-        for _ in 0..16 {
-            let dir = std::env::temp_dir().join(format!(
-                "cairn-goaccess-{}-{nanos}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            match std::fs::create_dir(&dir) {
-                Ok(()) => return Ok(Self(dir)),
-                Err(e) => last_err = e.to_string(),
-            }
-        }
-        Err(format!("cannot create a scratch directory: {last_err}"))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `n` entries that exercise the format: hits, misses, errors, `000` statuses, IPv4 and
@@ -294,8 +262,8 @@ mod tests {
             Ok(false) => return,
             Err(e) => panic!("{e}"),
         }
-        let dir = TempDir::new().unwrap();
-        let path = dir.0.join("bad.log");
+        let dir = ScratchDir::new("goaccess").unwrap();
+        let path = dir.path().join("bad.log");
         let good = super::super::format_line(&varied_entries(1)[0]);
         let broken = good.replacen('\t', " ", 3);
         let text = format!("{}{good}\n{broken}\n", super::super::HEADER);

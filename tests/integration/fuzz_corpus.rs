@@ -18,6 +18,7 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+use cairn::fuzzing::store_model::StoreModelStats;
 use cairn::fuzzing::{FUZZ_SALT, FUZZ_SEGMENT_ID, STRUCTURED_TAG};
 use cairn::store::index::{
     encode_value, BlobEntry, Checkpoint, CounterValues, ObjectEntry, Pos, SegmentEntry,
@@ -63,21 +64,31 @@ fn inputs(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// Runs `target` over every file of `dir`; panics naming every input that panicked.
 fn replay(target: Target, dir: &Path) -> usize {
+    replay_collecting(target, dir).len()
+}
+
+/// Runs `run` over every file of `dir` and returns what it returned for each; panics
+/// naming every input that panicked.
+fn replay_collecting<T>(run: impl Fn(&[u8]) -> T, dir: &Path) -> Vec<T> {
     let inputs = inputs(dir);
     let mut failed = Vec::new();
+    let mut out = Vec::with_capacity(inputs.len());
     for (path, data) in &inputs {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| target(data))) {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            failed.push(format!(
-                "{}: {msg}\n  input ({} bytes): {}",
-                path.display(),
-                data.len(),
-                hex(data)
-            ));
+        match catch_unwind(AssertUnwindSafe(|| run(data))) {
+            Ok(v) => out.push(v),
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                failed.push(format!(
+                    "{}: {msg}\n  input ({} bytes): {}",
+                    path.display(),
+                    data.len(),
+                    hex(data)
+                ));
+            }
         }
     }
     assert!(
@@ -88,7 +99,7 @@ fn replay(target: Target, dir: &Path) -> usize {
         dir.display(),
         failed.join("\n")
     );
-    inputs.len()
+    out
 }
 
 fn hex(b: &[u8]) -> String {
@@ -167,6 +178,55 @@ fn cache_key_corpus() {
 #[test]
 fn cache_key_regressions() {
     replay_regressions("cache_key", cairn::fuzzing::cache_key);
+}
+
+/// Replays the `store_model` corpus and checks that, taken together, its inputs reach
+/// every path the model is there for (a corpus that never evicts or never rebuilds would
+/// pass while checking little).
+#[test]
+fn store_model_corpus() {
+    let dir = fuzz_dir().join("corpus").join("store_model");
+    let runs = replay_collecting(cairn::fuzzing::store_model::store_model_stats, &dir);
+    let mut t = StoreModelStats::default();
+    for r in &runs {
+        t.ops += r.ops;
+        t.hits += r.hits;
+        t.large_hits += r.large_hits;
+        t.dedup_saved_bytes += r.dedup_saved_bytes;
+        t.reclaimed_segments += r.reclaimed_segments;
+        t.vanished += r.vanished;
+        t.expired += r.expired;
+        t.removed += r.removed;
+        t.abandoned += r.abandoned;
+        t.over_capacity_refusals += r.over_capacity_refusals;
+        t.reopens += r.reopens;
+        t.rebuilds += r.rebuilds;
+        t.damaged += r.damaged;
+        t.older_versions += r.older_versions;
+    }
+    eprintln!("store_model: replayed {} corpus inputs: {t:?}", runs.len());
+    let reached = [
+        ("hits", t.hits),
+        ("large_hits", t.large_hits),
+        ("dedup_saved_bytes", t.dedup_saved_bytes),
+        ("reclaimed_segments", t.reclaimed_segments),
+        ("vanished", t.vanished),
+        ("expired", t.expired),
+        ("removed", t.removed),
+        ("abandoned", t.abandoned),
+        ("over_capacity_refusals", t.over_capacity_refusals),
+        ("reopens", t.reopens),
+        ("rebuilds", t.rebuilds),
+        ("damaged", t.damaged),
+    ];
+    for (what, n) in reached {
+        assert!(n > 0, "no store_model corpus input reaches {what}: {t:?}");
+    }
+}
+
+#[test]
+fn store_model_regressions() {
+    replay_regressions("store_model", cairn::fuzzing::store_model);
 }
 
 // ---- allocation bound ----
@@ -277,6 +337,8 @@ fn decoding_allocates_in_proportion_to_the_input() {
     );
 }
 
+/// The decoders and parsers. (`store_model` is not among them: it writes real bodies of up
+/// to 1.2 MB whatever the input's length.)
 const TARGETS: [(&str, Target); 6] = [
     ("record_decode", cairn::fuzzing::record_decode),
     ("index_decode", cairn::fuzzing::index_decode),
@@ -293,13 +355,18 @@ const TARGETS: [(&str, Target); 6] = [
 #[test]
 fn write_seeds() {
     let write = std::env::var_os("CAIRN_WRITE_FUZZ_SEEDS").is_some_and(|v| v == "1");
-    let sets: [(&str, Target, Seeds); 2] = [
+    let sets: [(&str, Target, Seeds); 3] = [
         (
             "record_decode",
             cairn::fuzzing::record_decode,
             record_seeds(),
         ),
         ("index_decode", cairn::fuzzing::index_decode, index_seeds()),
+        (
+            "store_model",
+            cairn::fuzzing::store_model,
+            store_model_seeds(),
+        ),
     ];
     for (target, run, seeds) in sets {
         let dir = fuzz_dir().join("corpus").join(target);
@@ -681,5 +748,247 @@ fn index_seeds() -> Seeds {
     st.extend((0u8..=255).map(|i| i.wrapping_mul(37)));
     out.push(("structured-pattern".into(), st));
     out.push(("structured-zeroes".into(), vec![STRUCTURED_TAG]));
+    out
+}
+
+// ---- seeds for store_model ----
+
+/// Builds `store_model` inputs (the layout is documented on `cairn::fuzzing::store_model`):
+/// indices into its key, prefix, size, TTL and clock-advance tables.
+struct ModelOps(Vec<u8>);
+
+/// `KEYS` indices of the target.
+const K_A0: u8 = 0;
+const K_A1: u8 = 1;
+const K_A10: u8 = 2;
+const K_A2: u8 = 3;
+const K_B0: u8 = 4;
+const K_B00: u8 = 5;
+const K_B1: u8 = 6;
+const K_E0: u8 = 7;
+/// `SIZES` indices: 700 bytes, 200,001 (4 chunks), 700,000, 1,048,577 and 1,200,000 bytes
+/// (more than a writer stages, spanning segments).
+const S_700: u8 = 2;
+const S_200K: u8 = 8;
+const S_700K: u8 = 9;
+const S_1M: u8 = 10;
+const S_1200K: u8 = 11;
+/// `TTLS_MS` indices: 0 s, 30 s, 1 h, 1 day. `ADVANCES_MS`: 1 s, 60 s, 15 min, 2 h.
+const TTL_0: u8 = 0;
+const TTL_30S: u8 = 1;
+const TTL_HOUR: u8 = 2;
+const TTL_DAY: u8 = 3;
+const ADV_1S: u8 = 0;
+const ADV_2H: u8 = 3;
+
+impl ModelOps {
+    fn new(roomy: bool) -> Self {
+        Self(vec![roomy as u8])
+    }
+    fn insert(mut self, key: u8, seed: u8, size: u8, ttl: u8, pieces: u8, meta: &[u8]) -> Self {
+        let t = ttl | ((pieces - 1) << 6);
+        self.0
+            .extend_from_slice(&[0, key, seed, size, t, meta.len() as u8]);
+        self.0.extend_from_slice(meta);
+        self
+    }
+    fn put(self, key: u8, seed: u8, size: u8) -> Self {
+        self.insert(key, seed, size, TTL_DAY, 1, b"m")
+    }
+    /// `how`: 0 abort, 1 drop, 2 write past the largest object size.
+    fn abandon(mut self, key: u8, seed: u8, size: u8, how: u8) -> Self {
+        self.0.extend_from_slice(&[4, key, seed, size, how]);
+        self
+    }
+    fn interleaved(mut self, a: (u8, u8, u8), b: (u8, u8, u8), second_first: bool) -> Self {
+        self.0
+            .extend_from_slice(&[5, a.0, a.1, a.2, b.0, b.1, b.2, second_first as u8]);
+        self
+    }
+    fn lookup(mut self, key: u8) -> Self {
+        self.0.extend_from_slice(&[6, key]);
+        self
+    }
+    fn update_meta(mut self, key: u8, ttl: u8, meta: &[u8]) -> Self {
+        self.0.extend_from_slice(&[8, key, ttl, meta.len() as u8]);
+        self.0.extend_from_slice(meta);
+        self
+    }
+    fn remove(mut self, key: u8) -> Self {
+        self.0.extend_from_slice(&[9, key]);
+        self
+    }
+    /// `prefix`: index into `d/`, `d/a/`, `d/a/1`, `d/b/0`, `e/`, `x/`.
+    fn remove_prefix(mut self, prefix: u8) -> Self {
+        self.0.extend_from_slice(&[10, prefix]);
+        self
+    }
+    fn advance(mut self, a: u8) -> Self {
+        self.0.extend_from_slice(&[11, a]);
+        self
+    }
+    fn sweep(mut self) -> Self {
+        self.0.push(12);
+        self
+    }
+    fn checkpoint(mut self) -> Self {
+        self.0.push(13);
+        self
+    }
+    /// `how`: 0 close, 1 drop, 2 open_rebuilding, 3 delete the index, 4 live rebuild (5 to
+    /// 7 damage a segment: see `flip`, `truncate`, `delete_segment`).
+    fn reopen(mut self, how: u8) -> Self {
+        self.0.extend_from_slice(&[14, how]);
+        self
+    }
+    fn lookup_all(mut self) -> Self {
+        self.0.push(15);
+        self
+    }
+    /// Close, XOR a byte of the `segment`-th segment file, open.
+    fn flip(mut self, segment: u8, offset: u32, mask: u8) -> Self {
+        self.0.extend_from_slice(&[14, 5, segment]);
+        self.0.extend_from_slice(&offset.to_le_bytes());
+        self.0.push(mask);
+        self
+    }
+    /// Close, cut the `segment`-th segment file to `len` bytes, open.
+    fn truncate(mut self, segment: u8, len: u32) -> Self {
+        self.0.extend_from_slice(&[14, 6, segment]);
+        self.0.extend_from_slice(&len.to_le_bytes());
+        self
+    }
+    /// Close, delete the `segment`-th segment file, open.
+    fn delete_segment(mut self, segment: u8) -> Self {
+        self.0.extend_from_slice(&[14, 7, segment]);
+        self
+    }
+}
+
+fn store_model_seeds() -> Seeds {
+    let mut out: Seeds = vec![("empty".into(), ModelOps::new(false).0)];
+    out.push((
+        "roomy-dedup-update-remove-expire".into(),
+        ModelOps::new(true)
+            .put(K_A0, 0, S_700)
+            .insert(K_A1, 0, S_700, TTL_DAY, 1, b"same body") // shares a0's blob
+            .insert(K_A10, 1, S_200K, TTL_DAY, 4, b"four pieces")
+            .lookup(K_A0)
+            .lookup(K_A1)
+            .lookup(K_A10)
+            .update_meta(K_A0, TTL_HOUR, b"revalidated")
+            .lookup(K_A0)
+            .remove(K_A1)
+            .lookup(K_A1)
+            .remove_prefix(2)
+            .lookup_all()
+            .insert(K_B0, 2, S_1200K, TTL_30S, 3, b"short-lived")
+            .advance(ADV_2H)
+            .sweep()
+            .lookup_all()
+            .checkpoint()
+            .reopen(0)
+            .lookup_all()
+            .0,
+    ));
+    out.push((
+        "tight-eviction-and-refusals".into(),
+        ModelOps::new(false)
+            .put(K_A0, 0, S_1200K)
+            .put(K_A1, 1, S_1200K)
+            .put(K_A2, 2, S_1M)
+            .put(K_B0, 3, S_700K)
+            .lookup(K_A0)
+            .put(K_B1, 0, S_1M)
+            .put(K_E0, 1, S_1200K)
+            .sweep()
+            .lookup_all()
+            .put(K_A10, 2, S_1200K)
+            .put(K_B00, 3, S_1200K)
+            .sweep()
+            .lookup_all()
+            .reopen(3)
+            .lookup_all()
+            .0,
+    ));
+    out.push((
+        "fills-abandoned-and-interleaved".into(),
+        ModelOps::new(false)
+            .put(K_A0, 3, S_700)
+            .abandon(K_A0, 0, S_1200K, 0)
+            .abandon(K_A1, 1, S_1M, 1)
+            .abandon(K_A2, 2, S_200K, 2)
+            .interleaved((K_A0, 1, S_700K), (K_A0, 2, S_200K), true)
+            .lookup(K_A0)
+            .interleaved((K_B0, 3, S_200K), (K_B1, 3, S_200K), false)
+            .lookup_all()
+            .reopen(2)
+            .lookup_all()
+            .0,
+    ));
+    out.push((
+        "reopen-drop-rebuilding-live".into(),
+        ModelOps::new(true)
+            .put(K_A0, 0, S_200K)
+            .put(K_B0, 1, S_700)
+            .remove(K_A0)
+            .reopen(1)
+            .lookup_all()
+            .put(K_A0, 0, S_200K) // the same body, stored again after its blob was freed
+            .reopen(2)
+            .lookup_all()
+            .remove_prefix(0)
+            .reopen(4)
+            .lookup_all()
+            .0,
+    ));
+    out.push((
+        "stale-then-dead-update-meta".into(),
+        ModelOps::new(true)
+            .insert(K_E0, 0, S_700, TTL_0, 1, b"expires at once")
+            .advance(ADV_1S)
+            .update_meta(K_E0, TTL_0, b"revalidated while stale")
+            .lookup(K_E0)
+            .advance(ADV_2H)
+            .update_meta(K_E0, TTL_DAY, b"too late")
+            .lookup(K_E0)
+            .remove(K_E0)
+            .sweep()
+            .0,
+    ));
+    // Damage between runs. The first segment holds a0's body from offset 64 (a record
+    // header, then 64 KiB chunks), then b0's and the blob and object records.
+    out.push((
+        "damage-flip-body-then-rebuild".into(),
+        ModelOps::new(true)
+            .put(K_A0, 0, S_200K)
+            .put(K_B0, 1, S_700)
+            .update_meta(K_B0, TTL_DAY, b"newer")
+            .flip(0, 64 + 64 + 1000, 0xff)
+            .lookup_all()
+            .sweep()
+            .reopen(3)
+            .lookup_all()
+            .put(K_A0, 0, S_200K)
+            .lookup(K_A0)
+            .0,
+    ));
+    out.push((
+        "damage-truncate-and-delete-segments".into(),
+        ModelOps::new(false)
+            .put(K_A0, 0, S_700K)
+            .put(K_A1, 1, S_700K)
+            .put(K_A2, 2, S_700K)
+            .remove(K_A1)
+            .put(K_B0, 3, S_700)
+            .truncate(0, 300_000)
+            .lookup_all()
+            .delete_segment(1)
+            .lookup_all()
+            .put(K_B1, 1, S_200K)
+            .remove_prefix(0)
+            .lookup_all()
+            .0,
+    ));
     out
 }
