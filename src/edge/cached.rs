@@ -203,6 +203,8 @@ pub async fn answer(
             }
         }
     };
+    // The object a 304 refreshed, read back from the store.
+    let mut refreshed: Option<Found> = None;
     let head = loop {
         let head = match reader.fill().head().await {
             Ok(h) => h,
@@ -234,10 +236,20 @@ pub async fn answer(
             FillHead::RangePassThrough => !wants_range,
             FillHead::Failed { .. } => false,
         };
+        // The sweeper may have evicted the refreshed object since (or its bytes failed
+        // their check): then it is fetched whole, not answered with an error.
+        let evicted = match &*head {
+            FillHead::Refreshed { .. } if !not_ours => {
+                refreshed = lookup(edge, &key, &req).await;
+                refreshed.is_none()
+            }
+            _ => false,
+        };
         match direct.take() {
-            Some((keyed, viewer)) if not_ours && !leader => {
+            Some((keyed, viewer)) if (not_ours && !leader) || evicted => {
                 // Not ours to see (Set-Cookie, private, Authorization, another variant):
-                // fetch alone, revalidating our own stored response if we have one.
+                // fetch alone, revalidating our own stored response if we have one (and
+                // it is still stored).
                 let own = Arc::new(Fill::new());
                 let Some(r) = own.reader() else {
                     return err(StatusCode::BAD_GATEWAY, "The origin fetch failed.");
@@ -247,7 +259,10 @@ pub async fn answer(
                     behavior: bi,
                     keyed,
                     viewer,
-                    stored: stale.as_ref().map(|f| (f.hit.info.clone(), f.meta.clone())),
+                    stored: stale
+                        .as_ref()
+                        .filter(|_| !evicted)
+                        .map(|f| (f.hit.info.clone(), f.meta.clone())),
                     request: req.clone(),
                     range_fill_max,
                 };
@@ -291,22 +306,16 @@ pub async fn answer(
     }
 
     match &*head {
-        FillHead::Failed { status, .. } => {
-            let timeout = *status == StatusCode::GATEWAY_TIMEOUT;
-            let msg = if timeout {
-                "The origin did not answer in time."
-            } else {
-                "The origin could not be reached or sent a bad response."
-            };
-            let mut a = err(*status, msg);
-            a.detailed = if timeout {
-                "OriginReadTimeout"
-            } else {
-                "OriginConnectError"
-            };
+        FillHead::Failed {
+            status,
+            message,
+            detailed,
+        } => {
+            let mut a = err(*status, message);
+            a.detailed = detailed;
             a
         }
-        FillHead::Refreshed { .. } => match lookup(edge, &key, &req).await {
+        FillHead::Refreshed { .. } => match refreshed.take() {
             Some(f) => Answer::new(
                 hit::serve(
                     rt,
@@ -443,15 +452,8 @@ async fn range_pass_through(
     match fetched.result {
         Err(e) => {
             tracing::warn!(distribution = %d.id, error = %e, "origin request failed");
-            let mut a = err(
-                e.status(),
-                "The origin could not be reached or sent a bad response.",
-            );
-            a.detailed = if e.status() == StatusCode::GATEWAY_TIMEOUT {
-                "OriginReadTimeout"
-            } else {
-                "OriginConnectError"
-            };
+            let mut a = err(e.status(), e.viewer_message());
+            a.detailed = e.detailed_result();
             a
         }
         Ok(resp) => {

@@ -43,8 +43,13 @@ pub enum FillHead {
     /// the behaviour's `range_fill_max`: its body is neither read nor stored; a viewer
     /// with a Range asks the origin for its range, any other fetches the object itself.
     RangePassThrough,
-    /// The origin failed; every follower gets this status.
-    Failed { status: StatusCode, detail: String },
+    /// The origin failed; every follower gets this status with `message` (the cause, for
+    /// the viewer) and `detailed` (the access log's detailed result type).
+    Failed {
+        status: StatusCode,
+        message: &'static str,
+        detailed: &'static str,
+    },
 }
 
 /// What a fill needs to know about its request.
@@ -148,7 +153,8 @@ async fn run(
         tracing::error!("{detail}");
         fill.set_head(FillHead::Failed {
             status: StatusCode::BAD_GATEWAY,
-            detail: detail.clone(),
+            message: "No origin is configured for this path.",
+            detailed: "OriginConnectError",
         });
         fill.end(End::Failed(detail));
         return;
@@ -159,7 +165,8 @@ async fn run(
             tracing::warn!(distribution = %d.id, error = %e, "origin request failed");
             fill.set_head(FillHead::Failed {
                 status: e.status(),
-                detail: e.to_string(),
+                message: e.viewer_message(),
+                detailed: e.detailed_result(),
             });
             fill.end(End::Failed(e.to_string()));
             return;

@@ -438,10 +438,9 @@ async fn pass_through(
     match fetched.result {
         Err(e) => {
             tracing::warn!(distribution = %d.id, error = %e, "origin request failed");
-            err(
-                e.status(),
-                "The origin could not be reached or sent a bad response.",
-            )
+            let mut a = err(e.status(), e.viewer_message());
+            a.detailed = e.detailed_result();
+            a
         }
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();

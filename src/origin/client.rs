@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -109,7 +110,13 @@ impl OriginClient {
                         after: budget,
                     })
                 }
-                Ok(Ok(resp)) => {
+                Ok(Ok(mut resp)) => {
+                    // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and an
+                    // intermediary must remove the received Content-Length before
+                    // forwarding; kept, it would cut the viewer's copy short.
+                    if resp.headers().contains_key(TRANSFER_ENCODING) {
+                        resp.headers_mut().remove(CONTENT_LENGTH);
+                    }
                     let timeout = self.origin.response_timeout;
                     let origin = name.clone();
                     return Ok(resp.map(|b| {

@@ -39,6 +39,26 @@ impl OriginError {
         }
     }
 
+    /// The cause, as the viewer's error body says it (without the origin's address,
+    /// which is the operator's business: the log has it).
+    pub fn viewer_message(&self) -> &'static str {
+        match self {
+            OriginError::Connect { .. } => "The edge could not connect to the origin.",
+            OriginError::Timeout { .. } => "The origin did not answer in time.",
+            OriginError::BadResponse { .. } => "The origin sent a malformed response.",
+            OriginError::Tls { .. } => "The TLS connection to the origin could not be set up.",
+        }
+    }
+
+    /// CloudFront's x-edge-detailed-result-type for this failure.
+    pub fn detailed_result(&self) -> &'static str {
+        match self {
+            OriginError::Connect { .. } | OriginError::Tls { .. } => "OriginConnectError",
+            OriginError::Timeout { .. } => "OriginReadTimeout",
+            OriginError::BadResponse { .. } => "OriginInvalidResponseError",
+        }
+    }
+
     /// Does this failure let an origin group try its next member?
     pub fn fails_over(&self) -> bool {
         matches!(

@@ -300,12 +300,15 @@ impl Inner {
 
     fn stats(&self) -> StoreStats {
         let c = self.counters.load();
-        let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
-        let active = self
-            .log
-            .lock()
-            .map(|l| l.active_id())
-            .unwrap_or_else(|e| e.into_inner().active_id());
+        // The lock order is log, then segments (a rotation adds its segment while it holds
+        // the log): each is taken and released on its own here, never one while
+        // waiting for the other, or a stats call racing a rotation deadlocks both.
+        let active = self.lock_log().active_id();
+        let segments = self
+            .segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
         let ev = &self.events;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StoreStats {
@@ -316,7 +319,7 @@ impl Inner {
             index_bytes_on_disk: self.index.size_on_disk(),
             capacity: self.cfg.capacity,
             segment_size: self.cfg.segment_size,
-            segments: segs.len() as u64,
+            segments: segments as u64,
             active_segment: active,
             dedup_saved_bytes: c.dedup_saved_bytes,
             recency_bytes: self.recency.memory_bytes() as u64,

@@ -8,20 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::edge_harness::*;
 
-/// The sum of the samples named `name` whose labels contain every one of `labels`.
-fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-            (n == name && labels.iter().all(|want| rest.contains(want)))
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-        })
-        .sum()
-}
-
 async fn scrape(admin: SocketAddr) -> String {
     let r = get(admin, "admin", "/metrics").await;
     assert_eq!(r.status, 200);
@@ -98,11 +84,11 @@ async fn admin_metrics_count_requests_and_origin_outcomes() {
     assert_eq!(missing.status, 404);
 
     let text = scrape_until(edge.admin, |t| {
-        sample(t, "cairn_requests_total", &[]) >= 3.0
+        metric_sample(t, "cairn_requests_total", &[]) >= 3.0
     })
     .await;
     let req = |result: &str| {
-        sample(
+        metric_sample(
             &text,
             "cairn_requests_total",
             &[&format!("result=\"{result}\"")],
@@ -113,7 +99,7 @@ async fn admin_metrics_count_requests_and_origin_outcomes() {
     assert_eq!(req("Error"), 1.0, "{text}");
     assert_eq!(req("RefreshHit"), 0.0, "{text}");
     let origin_req = |outcome: &str| {
-        sample(
+        metric_sample(
             &text,
             "cairn_origin_requests_total",
             &[&format!("outcome=\"{outcome}\"")],
@@ -122,22 +108,29 @@ async fn admin_metrics_count_requests_and_origin_outcomes() {
     assert_eq!(origin_req("2xx"), 1.0, "{text}");
     assert_eq!(origin_req("4xx"), 1.0, "{text}");
     assert_eq!(
-        sample(&text, "cairn_origin_latency_seconds_count", &[]),
+        metric_sample(&text, "cairn_origin_latency_seconds_count", &[]),
         2.0,
         "{text}"
     );
     assert!(
-        sample(&text, "cairn_response_bytes_total", &[]) >= 10.0,
+        metric_sample(&text, "cairn_response_bytes_total", &[]) >= 10.0,
         "{text}"
     );
-    assert!(sample(&text, "cairn_store_objects", &[]) >= 1.0, "{text}");
     assert!(
-        sample(&text, "cairn_store_capacity_bytes", &[]) > 0.0,
+        metric_sample(&text, "cairn_store_objects", &[]) >= 1.0,
         "{text}"
     );
-    assert_eq!(sample(&text, "cairn_fills_in_flight", &[]), 0.0, "{text}");
+    assert!(
+        metric_sample(&text, "cairn_store_capacity_bytes", &[]) > 0.0,
+        "{text}"
+    );
     assert_eq!(
-        sample(&text, "cairn_store_checksum_failures_total", &[]),
+        metric_sample(&text, "cairn_fills_in_flight", &[]),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric_sample(&text, "cairn_store_checksum_failures_total", &[]),
         0.0,
         "{text}"
     );
@@ -155,16 +148,16 @@ async fn admin_metrics_count_requests_and_origin_outcomes() {
     let r = get(edge2.addr, "a.example", "/x").await;
     assert_eq!(r.status, 502);
     let text = scrape_until(edge2.admin, |t| {
-        sample(t, "cairn_requests_total", &[]) >= 1.0
+        metric_sample(t, "cairn_requests_total", &[]) >= 1.0
     })
     .await;
     assert_eq!(
-        sample(&text, "cairn_requests_total", &["result=\"Error\""]),
+        metric_sample(&text, "cairn_requests_total", &["result=\"Error\""]),
         1.0,
         "{text}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &text,
             "cairn_origin_requests_total",
             &["outcome=\"connect_error\""]

@@ -80,12 +80,32 @@ impl Origin {
         Origin::start_with(Some(tokio_rustls::TlsAcceptor::from(tls)), handler).await
     }
 
+    /// The scripted origin on a given address (e.g. a port an edge was refused on
+    /// earlier); panics if the address cannot be bound.
+    pub async fn start_at(
+        addr: SocketAddr,
+        handler: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static,
+    ) -> Origin {
+        let listener = TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("cannot bind the origin to {addr}: {e}"));
+        Origin::serve(listener, None, handler)
+    }
+
     async fn start_with(
         tls: Option<tokio_rustls::TlsAcceptor>,
         handler: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static,
     ) -> Origin {
-        let is_tls = tls.is_some();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Origin::serve(listener, tls, handler)
+    }
+
+    fn serve(
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        handler: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static,
+    ) -> Origin {
+        let is_tls = tls.is_some();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handler: Handler = Arc::new(handler);
@@ -417,11 +437,29 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
+    try_request(addr, method, host, target, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+}
+
+/// [`request`] that returns an error instead of panicking when the edge cannot be
+/// reached, the request fails or the time limit passes (for tests that kill the edge
+/// under load). A body that ends early is still `Ok` with `body: Err`.
+pub async fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Resp, String> {
     tokio::time::timeout(WAIT, async {
-        let stream = TcpStream::connect(addr).await.unwrap();
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .unwrap();
+            .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(conn);
         let mut b = Request::builder()
             .method(method)
@@ -430,22 +468,27 @@ pub async fn request(
         for (n, v) in headers {
             b = b.header(*n, *v);
         }
-        let req = b.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
-        let resp = send.send_request(req).await.unwrap();
+        let req = b
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .map_err(|e| format!("request: {e}"))?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
         let (parts, body) = resp.into_parts();
         let body = body
             .collect()
             .await
             .map(|c| c.to_bytes())
             .map_err(|e| e.to_string());
-        Resp {
+        Ok(Resp {
             status: parts.status,
             headers: parts.headers,
             body,
-        }
+        })
     })
     .await
-    .expect("the edge answered within the test's time limit")
+    .unwrap_or_else(|_| Err(format!("no answer within {WAIT:?}")))
 }
 
 pub async fn get(addr: SocketAddr, host: &str, target: &str) -> Resp {
@@ -712,4 +755,26 @@ pub fn seen_for(origin: &Origin, target: &str) -> Vec<Seen> {
         .into_iter()
         .filter(|s| s.target == target)
         .collect()
+}
+
+/// The sum of the samples named `name` in a Prometheus exposition whose labels contain
+/// every one of `labels`.
+pub fn metric_sample(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            (n == name && labels.iter().all(|want| rest.contains(want)))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+/// The admin `/metrics` exposition of the edge whose admin listener is `admin`.
+pub async fn scrape_metrics(admin: SocketAddr) -> String {
+    let r = get(admin, "127.0.0.1", "/metrics").await;
+    assert_eq!(r.status, 200, "GET /metrics");
+    r.text()
 }

@@ -260,3 +260,52 @@ fn a_slow_fill_does_not_stall_other_fills() {
     assert_eq!(read(&store, "slow"), Some(expect));
     assert_eq!(read(&store, "fast/3/24"), Some(body(324, 3000)));
 }
+
+// Regression: `stats` took the segments lock and then the log lock, while a rotation
+// holds the log and then takes the segments lock: a metrics scrape during a segment
+// rotation deadlocked both (and with them every later writer and the sweeper).
+#[test]
+fn stats_during_segment_rotations_never_deadlock() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    // 1 MiB segments and 300 KB bodies: a rotation every few inserts.
+    let store = Arc::new(Store::open(test_config(dir.path(), 256 * 1024 * 1024)).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) && n < 10_000_000 {
+                    std::hint::black_box(store.stats());
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 0..150u64 {
+                store
+                    .insert(spec_now(&format!("k{i}"), DAY), &body(i, 300_000))
+                    .unwrap();
+            }
+            let _ = done_tx.send(());
+        })
+    };
+    let finished = done_rx.recv_timeout(Duration::from_secs(60));
+    stop.store(true, Ordering::SeqCst);
+    assert!(
+        finished.is_ok(),
+        "150 inserts did not finish within 60 s while stats ran: a lock-order deadlock"
+    );
+    writer.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert!(store.stats().segments >= 2);
+}
