@@ -131,6 +131,30 @@ impl Collector for ScrapeCollector {
             "cairn_store_reclaimed_segments",
             "Segments reclaimed since the store was opened",
             s.reclaimed_segments,
+        )?;
+        counter(
+            e,
+            "cairn_store_lost_segments",
+            "Segment files found missing, replaced or truncated (at open or while running)",
+            s.lost_segments,
+        )?;
+        counter(
+            e,
+            "cairn_store_index_rebuilds",
+            "Times the index was rebuilt from the segments since the store was opened",
+            s.index_rebuilds,
+        )?;
+        counter(
+            e,
+            "cairn_store_disk_full_refusals",
+            "Writes refused because free disk space was below min_free_disk",
+            s.disk_full_refusals,
+        )?;
+        counter(
+            e,
+            "cairn_store_over_capacity_refusals",
+            "Writes refused because the segments would exceed the capacity",
+            s.over_capacity_refusals,
         )
     }
 }
@@ -347,6 +371,10 @@ mod tests {
             "cairn_fills_in_flight 2",
             "cairn_store_objects 3",
             "cairn_store_expired_total 0",
+            "cairn_store_lost_segments_total 0",
+            "cairn_store_index_rebuilds_total 0",
+            "cairn_store_disk_full_refusals_total 0",
+            "cairn_store_over_capacity_refusals_total 0",
             "cairn_build_info{version=\"",
             "# TYPE cairn_requests_total counter",
             "# HELP cairn_requests_total Viewer requests",

@@ -39,6 +39,7 @@ pub fn store_config(c: &Config) -> StoreConfig {
     s.segment_size = c.cache.segment_size;
     s.stale_grace = c.cache.stale_grace;
     s.max_object_size = c.cache.max_object_size;
+    s.min_free_disk = c.cache.min_free_disk;
     s
 }
 

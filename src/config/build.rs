@@ -27,6 +27,9 @@ pub(crate) const DEFAULT_CACHE_DIR: &str = "cairn-cache";
 pub(crate) const DEFAULT_CAPACITY: u64 = 10 * GIB;
 pub(crate) const DEFAULT_SEGMENT_SIZE: u64 = 256 * MIB;
 pub(crate) const DEFAULT_STALE_GRACE: u64 = 3600;
+pub(crate) const DEFAULT_MIN_FREE_DISK: u64 = 64 * MIB;
+/// Above this, `min_free_disk` is surely a mistake (a unit typed wrong).
+const MAX_MIN_FREE_DISK: u64 = TIB;
 /// Ten years: beyond this a grace period is a mistake, and time arithmetic stays far from
 /// overflow.
 const MAX_STALE_GRACE: u64 = 10 * 365 * 86400;
@@ -258,12 +261,36 @@ fn cache(c: &RawCache, base: &Path, p: &mut Problems) -> CacheSettings {
         }
         v.value
     });
+    let min_free_disk = match &c.min_free_disk {
+        Some(v) if v.value < MIB => {
+            p.add(
+                &v.pos,
+                "cache.min_free_disk",
+                format!(
+                    "{} is below the minimum of 1 MiB; the index needs room to write",
+                    fmt_size(v.value)
+                ),
+            );
+            v.value
+        }
+        Some(v) if v.value > MAX_MIN_FREE_DISK => {
+            p.add(
+                &v.pos,
+                "cache.min_free_disk",
+                format!("{} is above the maximum of 1 TiB", fmt_size(v.value)),
+            );
+            v.value
+        }
+        Some(v) => v.value,
+        None => DEFAULT_MIN_FREE_DISK,
+    };
     CacheSettings {
         dir,
         capacity,
         segment_size,
         stale_grace,
         max_object_size,
+        min_free_disk,
     }
 }
 

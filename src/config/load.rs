@@ -93,6 +93,7 @@ const CACHE_KEYS: &[&str] = &[
     "segment_size",
     "stale_grace",
     "max_object_size",
+    "min_free_disk",
 ];
 const DISTRIBUTION_KEYS: &[&str] = &[
     "id",
@@ -563,6 +564,7 @@ impl Walker<'_, '_> {
             segment_size: self.size(t, "segment_size", p, pos),
             stale_grace: self.unsigned(t, "stale_grace", p, pos),
             max_object_size: self.size(t, "max_object_size", p, pos),
+            min_free_disk: self.size(t, "min_free_disk", p, pos),
         }
     }
 

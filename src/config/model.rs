@@ -48,6 +48,10 @@ pub struct CacheSettings {
     /// Largest body stored, in bytes; larger responses are passed through. Default: a
     /// quarter of the capacity.
     pub max_object_size: Option<u64>,
+    /// Bytes of free space the store leaves on the cache's filesystem: below it, responses
+    /// are passed through uncached (the index, which treats a write error as fatal, lives
+    /// there too). Default 64 MiB.
+    pub min_free_disk: u64,
 }
 
 /// One distribution (`[[distribution]]`).

@@ -39,6 +39,7 @@ pub(crate) struct RawCache {
     pub segment_size: Field<u64>,
     pub stale_grace: Field<u64>,
     pub max_object_size: Field<u64>,
+    pub min_free_disk: Field<u64>,
 }
 
 #[derive(Debug, Default)]

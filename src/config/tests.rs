@@ -54,6 +54,7 @@ fn the_example_loads() {
     assert_eq!(c.edge.name, "cairn");
     assert_eq!(c.cache.dir, Path::new("/etc/cairn/cairn-cache"));
     assert_eq!(c.cache.max_object_size, Some(GIB));
+    assert_eq!(c.cache.min_free_disk, 64 * MIB);
     assert_eq!(c.distributions.len(), 2);
     let d = &c.distributions[0];
     assert_eq!(d.id, "site");
@@ -154,6 +155,7 @@ fn defaults_are_as_documented() {
     assert_eq!(k.segment_size, 256 * MIB);
     assert_eq!(k.stale_grace, Duration::from_secs(3600));
     assert_eq!(k.max_object_size, None);
+    assert_eq!(k.min_free_disk, 64 * MIB);
     let d = &c.distributions[0];
     assert!(d.id.starts_with('d') && d.id.len() == 14);
     assert!(d.aliases.is_empty());
@@ -243,6 +245,20 @@ fn segment_size_follows_capacity() {
             "larger than the capacity"
         ),
         (2, 19, "cache.max_object_size".into())
+    );
+    assert_eq!(
+        only(
+            &cache("min_free_disk = \"512KiB\""),
+            "below the minimum of 1 MiB"
+        ),
+        (2, 17, "cache.min_free_disk".into())
+    );
+    assert_eq!(
+        only(
+            &cache("min_free_disk = \"2TiB\""),
+            "above the maximum of 1 TiB"
+        ),
+        (2, 17, "cache.min_free_disk".into())
     );
     assert_eq!(
         only(&cache("dir = \"\""), "empty"),

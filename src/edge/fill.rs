@@ -316,9 +316,11 @@ async fn run(
             expires_at,
         }) {
             Ok(w) => writer = Some(w),
-            Err(e) => {
-                tracing::warn!(distribution = %d.id, error = %e, "cannot store this response; passing it through")
-            }
+            Err(e) => edge.store_warnings.warn(
+                &d.id,
+                "cannot store this response; passing it through",
+                &e,
+            ),
         }
     }
     fill.set_head(FillHead::Response {
@@ -354,7 +356,11 @@ async fn run(
                 if let Ok(data) = frame.into_data() {
                     if let Some(w) = writer.as_mut() {
                         if let Err(e) = w.write(&data) {
-                            tracing::warn!(distribution = %d.id, error = %e, "store write failed; passing the rest through");
+                            edge.store_warnings.warn(
+                                &d.id,
+                                "cannot store this response (write failed); passing the rest through",
+                                &e,
+                            );
                             writer = None;
                         }
                     }
@@ -377,7 +383,11 @@ async fn run(
     }
     if let Some(w) = writer {
         if let Err(e) = w.commit() {
-            tracing::warn!(distribution = %d.id, error = %e, "store commit failed");
+            edge.store_warnings.warn(
+                &d.id,
+                "cannot store this response (commit failed); it was passed through",
+                &e,
+            );
         }
     }
     if let Some(last) = held {
@@ -522,6 +532,7 @@ fn index_variants(
         expires_at,
     };
     if let Err(e) = edge.store.insert(spec, b"") {
-        tracing::warn!(key = %String::from_utf8_lossy(primary), error = %e, "could not store a Vary index");
+        edge.store_warnings
+            .warn(distribution, "cannot store a Vary index", &e);
     }
 }

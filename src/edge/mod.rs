@@ -13,6 +13,7 @@ mod pipeline;
 mod respond;
 pub mod router;
 pub mod server;
+mod store_warn;
 mod tracked;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use crate::store::Store;
 
 pub use fill::FillHead;
 pub use server::serve;
+use store_warn::StoreWarnings;
 
 /// How a request was answered, as CloudFront names it (`X-Cache`, logs, metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,8 @@ pub struct Edge {
     pub logs: AccessLogs,
     pub started: SystemTime,
     pub metrics: Metrics,
+    /// "Cannot store" warnings, at most one line per reason per interval.
+    pub(crate) store_warnings: Arc<StoreWarnings>,
 }
 
 impl Edge {
@@ -116,6 +120,7 @@ impl Edge {
             logs,
             started: SystemTime::now(),
             metrics: Metrics::new(),
+            store_warnings: Arc::default(),
         })
     }
 

@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -20,6 +21,7 @@ use crate::body::{BoxBody, BoxError};
 use crate::config::{Behavior, ListPolicy};
 use crate::edge::meta::{Freshness, Meta, StoredResponse};
 use crate::edge::respond::{decorate, set_age};
+use crate::edge::store_warn::StoreWarnings;
 use crate::edge::{hit, Edge, ResultType, Runtime};
 use crate::httpcache::{self, range, Mode, RequestFacts, Reuse, StoredFacts, VarySpec};
 use crate::store::{ObjectSpec, ObjectWriter, Store};
@@ -195,7 +197,11 @@ pub fn store_while_streaming(
     }) {
         Ok(w) => w,
         Err(e) => {
-            tracing::debug!(error = %e, "cannot store a partial response; passing it through");
+            edge.store_warnings.warn(
+                distribution,
+                "cannot store a partial response; passing it through",
+                &e,
+            );
             return body;
         }
     };
@@ -205,6 +211,7 @@ pub fn store_while_streaming(
         expected: part.length(),
         written: 0,
         store: edge.store.clone(),
+        warnings: edge.store_warnings.clone(),
         primary: primary.to_vec(),
         distribution: distribution.to_string(),
         part: (part.start, part.end),
@@ -221,6 +228,7 @@ struct Tee {
     expected: u64,
     written: u64,
     store: Store,
+    warnings: Arc<StoreWarnings>,
     primary: Vec<u8>,
     distribution: String,
     part: (u64, u64),
@@ -236,7 +244,11 @@ impl Tee {
             return;
         }
         if let Err(e) = w.commit() {
-            tracing::warn!(error = %e, "storing a partial response failed");
+            self.warnings.warn(
+                &self.distribution,
+                "cannot store a partial response (commit failed); it was passed through",
+                &e,
+            );
             return;
         }
         // List the part at the index (newest last, bounded).
@@ -266,7 +278,11 @@ impl Tee {
             expires_at,
         };
         if let Err(e) = self.store.insert(spec, b"") {
-            tracing::warn!(error = %e, "could not index a stored partial response");
+            self.warnings.warn(
+                &self.distribution,
+                "cannot index a stored partial response",
+                &e,
+            );
         }
     }
 }

@@ -194,8 +194,22 @@ fn locate(inner: &Arc<Inner>, key: &[u8]) -> Result<Option<Located>> {
         );
         return Ok(None);
     }
-    let Some(chunks) = resolve(inner, &blob) else {
-        return Ok(None);
+    let chunks = match resolve(inner, &blob) {
+        Resolved::Chunks(c) => c,
+        // Raced with a reclaim or a lost segment: a miss.
+        Resolved::SegmentGone => return Ok(None),
+        Resolved::PastEnd { segment, offset } => {
+            // The file is shorter than the index says (cut between runs): the object is
+            // damaged like one whose bytes fail their check.
+            inner.quarantine_object(
+                key,
+                entry.pos,
+                segment,
+                offset,
+                "the body reaches past the end of its segment file",
+            );
+            return Ok(None);
+        }
     };
     Ok(Some(Located {
         key: key.to_vec(),
@@ -204,14 +218,34 @@ fn locate(inner: &Arc<Inner>, key: &[u8]) -> Result<Option<Located>> {
     }))
 }
 
-fn resolve(inner: &Inner, blob: &BlobEntry) -> Option<VecDeque<ChunkRef>> {
+/// A blob's chunks, or why they cannot be read.
+enum Resolved {
+    Chunks(VecDeque<ChunkRef>),
+    /// A segment the blob needs has left the store.
+    SegmentGone,
+    /// A run is malformed or reaches past what its file holds.
+    PastEnd {
+        segment: u64,
+        offset: u64,
+    },
+}
+
+fn resolve(inner: &Inner, blob: &BlobEntry) -> Resolved {
     let mut chunks = VecDeque::new();
     let segs = inner.segments.read().unwrap_or_else(|e| e.into_inner());
     for run in &blob.runs {
-        let seg = segs.get(&run.segment)?;
+        let Some(seg) = segs.get(&run.segment) else {
+            return Resolved::SegmentGone;
+        };
         // A run reaching past what the file holds is a damaged entry: a miss, not a fault.
-        if run.validate(blob.chunk_size).ok()? > seg.allocated() {
-            return None;
+        if !run
+            .validate(blob.chunk_size)
+            .is_ok_and(|end| end <= seg.allocated())
+        {
+            return Resolved::PastEnd {
+                segment: run.segment,
+                offset: run.offset,
+            };
         }
         for (offset, len) in run.extents(blob.chunk_size) {
             chunks.push_back(ChunkRef {
@@ -221,7 +255,7 @@ fn resolve(inner: &Inner, blob: &BlobEntry) -> Option<VecDeque<ChunkRef>> {
             });
         }
     }
-    Some(chunks)
+    Resolved::Chunks(chunks)
 }
 
 fn finish(inner: &Arc<Inner>, loc: Located, verified: Option<Bytes>) -> Hit {

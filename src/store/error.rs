@@ -97,6 +97,28 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A short, stable name for the kind of failure (log fields, rate limiting by reason).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Locked { .. } => "locked",
+            StoreError::UnsupportedFormat { .. } => "unsupported_format",
+            StoreError::NotACache { .. } => "not_a_cache",
+            StoreError::Config(_) => "config",
+            StoreError::Io { .. } => "io",
+            StoreError::Index { .. } => "index",
+            StoreError::Corrupt { .. } => "corrupt",
+            StoreError::CorruptIndex { .. } => "corrupt_index",
+            StoreError::KeyTooLarge { .. } => "key_too_large",
+            StoreError::RecordTooLarge { .. } => "record_too_large",
+            StoreError::ObjectTooLarge { .. } => "object_too_large",
+            StoreError::DiskFull { .. } => "disk_full",
+            StoreError::OverCapacity { .. } => "over_capacity",
+            StoreError::FillFailed(_) => "fill_failed",
+            StoreError::FillLost => "fill_lost",
+            StoreError::BodyCorrupt { .. } => "body_corrupt",
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StoreError::Io {
             path: path.into(),

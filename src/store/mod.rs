@@ -13,6 +13,7 @@ mod config;
 mod dir;
 mod error;
 pub mod index;
+mod liveness;
 mod log;
 mod recency;
 pub mod record;
@@ -125,6 +126,7 @@ pub(crate) struct Events {
     pub over_capacity_refusals: AtomicU64,
     pub disk_full_refusals: AtomicU64,
     pub lost_segments: AtomicU64,
+    pub index_rebuilds: AtomicU64,
 }
 
 /// A snapshot of what the store holds and has done.
@@ -156,7 +158,10 @@ pub struct StoreStats {
     pub copied_forward_bytes: u64,
     pub over_capacity_refusals: u64,
     pub disk_full_refusals: u64,
+    /// Segment files found missing or damaged, at open or while running.
     pub lost_segments: u64,
+    /// Times the index was rebuilt from the segments (at open or on request).
+    pub index_rebuilds: u64,
 }
 
 /// One segment as the store sees it (for inspection).
@@ -271,6 +276,16 @@ impl Inner {
     /// Records that the bytes of `key` at version `pos` failed a check: it is not returned
     /// again, and the sweeper removes it.
     pub fn quarantine_object(&self, key: &[u8], pos: Pos, segment: u64, offset: u64, why: &str) {
+        let mut q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        // Concurrent readers of one body may all fail on it: count and log it once.
+        if q.get(key) == Some(&pos) {
+            return;
+        }
+        if q.len() < 65536 {
+            q.insert(key.to_vec(), pos);
+            self.quarantined.store(q.len(), Ordering::Release);
+        }
+        drop(q);
         self.events
             .checksum_failures
             .fetch_add(1, Ordering::Relaxed);
@@ -281,12 +296,6 @@ impl Inner {
             reason = why,
             "cached object failed its checksum; dropping it"
         );
-        let mut q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() < 65536 {
-            q.insert(key.to_vec(), pos);
-            self.quarantined.store(q.len(), Ordering::Release);
-        }
-        drop(q);
         self.wake.wake();
     }
 
@@ -333,6 +342,7 @@ impl Inner {
             over_capacity_refusals: l(&ev.over_capacity_refusals),
             disk_full_refusals: l(&ev.disk_full_refusals),
             lost_segments: l(&ev.lost_segments),
+            index_rebuilds: l(&ev.index_rebuilds),
         }
     }
 }

@@ -161,7 +161,9 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
         (None, None) => {
             // A new cache (or an empty index over existing segments: rebuild is cheap).
             if !old.is_empty() {
-                rebuild_reason = Some("the index is empty but segments exist".into());
+                let reason = "the index is empty (or missing) but segments exist";
+                tracing::warn!(%reason, segments = old.len(), "rebuilding the cache index from the segments");
+                rebuild_reason = Some(reason.into());
                 let r = replay(&inner, Pos::ZERO, &old)?;
                 report.replayed_records = r.records;
                 report.torn_tail = r.torn_tail;
@@ -175,6 +177,9 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
         }
     }
     report.rebuilt = rebuild_reason.is_some();
+    if report.rebuilt {
+        inner.events.index_rebuilds.fetch_add(1, Ordering::Relaxed);
+    }
     report.rebuild_reason = rebuild_reason;
 
     let current: Vec<Arc<Segment>> = inner
@@ -629,6 +634,7 @@ pub(crate) fn rebuild_live(inner: &Inner) -> Result<u64> {
         .cloned()
         .collect();
     let stats = replay(inner, Pos::ZERO, &segs)?;
+    inner.events.index_rebuilds.fetch_add(1, Ordering::Relaxed);
     for s in &segs {
         inner.index.put_segment(s.id, &s.entry())?;
     }

@@ -132,6 +132,11 @@ impl Segment {
         &self.path
     }
 
+    /// fstat() of the open file: what this segment is now, whatever its path names.
+    pub fn file_metadata(&self) -> std::io::Result<std::fs::Metadata> {
+        self.file.metadata()
+    }
+
     pub fn allocated(&self) -> u64 {
         self.allocated.load(Ordering::Acquire)
     }

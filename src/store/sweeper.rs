@@ -1,7 +1,7 @@
-//! The sweeper: drops objects past expiry plus grace, removes objects whose bytes failed a
-//! check, and keeps bytes on disk under capacity by reclaiming whole sealed segments,
-//! oldest first, after copying forward (within a budget) the recently read, still fresh
-//! objects they hold. Also the background thread that runs it and the checkpoints.
+//! The sweeper: drops segments whose files were lost (`liveness.rs`), drops objects past
+//! expiry plus grace, removes objects whose bytes failed a check, and keeps bytes on disk
+//! under capacity by reclaiming whole sealed segments, oldest first, after copying forward
+//! (within a budget) the recently read, still fresh objects they hold. Also the background thread that runs it and the checkpoints.
 //!
 //! Reclaim is strictly oldest first. Tombstones rely on this: a tombstone only has to
 //! outlive the records it deletes, and those are always in the same or older segments.
@@ -24,6 +24,8 @@ use crate::store::{Inner, Wake};
 /// What one sweeper pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepReport {
+    /// Segment files found deleted, replaced or truncated (see `liveness.rs`).
+    pub lost_segments: u64,
     pub quarantined_removed: u64,
     pub expired: u64,
     pub reclaimed_segments: u64,
@@ -37,7 +39,10 @@ const EXPIRY_BATCH: usize = 1024;
 
 impl Inner {
     pub(crate) fn sweep(&self) -> Result<SweepReport> {
-        let mut r = SweepReport::default();
+        let mut r = SweepReport {
+            lost_segments: self.check_segment_files()?,
+            ..SweepReport::default()
+        };
         {
             let _log = self.lock_log();
             r.quarantined_removed = self.drain_quarantine_locked()?;

@@ -16,6 +16,7 @@ use crate::store::record::{
     encode_payload, BlobRecord, ObjectRecord, RecordKind, Run, TombstoneRecord, CHUNK_SIZE,
     RECORD_HEADER_LEN,
 };
+use crate::store::recovery::POS_MAX;
 use crate::store::{Inner, ObjectInfo, ObjectSpec, MAX_KEY_LEN};
 
 /// Chunks staged before a writer appends them (16 x 64 KiB = 1 MiB).
@@ -256,6 +257,19 @@ impl Inner {
                     {
                         removed += 1;
                     }
+                    // The damage is in the body, which other keys may share: they go too,
+                    // and so does the blob, so that a refetch of the same bytes stores a
+                    // fresh copy instead of sharing the damaged one.
+                    for other in self.index.blob_refs(&e.blob)? {
+                        if self
+                            .index
+                            .remove_object(&other, POS_MAX, &self.counters)?
+                            .is_some()
+                        {
+                            removed += 1;
+                        }
+                    }
+                    self.index.drop_blob_entry(&e.blob, &self.counters)?;
                 }
             }
         }

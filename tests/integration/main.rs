@@ -11,6 +11,7 @@ mod edge_logs;
 mod edge_policy;
 mod fault_crash;
 mod fault_origin;
+mod fault_store;
 mod fuzz_corpus;
 mod inspect_cli;
 mod inspect_live;
