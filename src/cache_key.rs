@@ -213,7 +213,9 @@ pub fn cache_key(input: &KeyInput) -> Result<KeyedRequest, KeyError> {
 /// Normalises a request path (RFC 3986 §6.2.2): percent-encoding normalised (§6.2.2.1,
 /// §6.2.2.2), characters not allowed in a path encoded, then dot segments removed
 /// (§5.2.4) without ever climbing above '/'. Duplicate slashes are kept, as CloudFront
-/// does. Empty means "/"; anything else must start with '/'.
+/// does. Empty means "/"; anything else must start with '/'. A ".." between encoded
+/// slashes or backslashes (`..%2F`, `%5C..`) is refused: origins that decode them before
+/// resolving dot segments would climb above the origin path.
 pub fn normalize_path(raw: &str) -> Result<String, KeyError> {
     if raw.is_empty() {
         return Ok("/".to_owned());
@@ -225,7 +227,27 @@ pub fn normalize_path(raw: &str) -> Result<String, KeyError> {
         )));
     }
     let encoded = normalize_path_encoding(raw.as_bytes())?;
-    Ok(remove_dot_segments(&encoded))
+    let path = remove_dot_segments(&encoded);
+    if has_hidden_dot_dot(&path) {
+        return Err(KeyError::BadPath(format!(
+            "a \"..\" next to an encoded '/' or '\\' (%2F, %5C) is refused, as an origin \
+             that decodes it would climb above its path (got {})",
+            preview(raw.as_bytes())
+        )));
+    }
+    Ok(path)
+}
+
+/// Whether a segment of a normalised path holds a ".." delimited by `%2F` or `%5C`
+/// (the only encodings of separators left after normalisation; escapes are upper-case).
+fn has_hidden_dot_dot(path: &str) -> bool {
+    path.split('/')
+        .filter(|s| s.contains("%2F") || s.contains("%5C"))
+        .any(|s| {
+            s.split("%2F")
+                .flat_map(|p| p.split("%5C"))
+                .any(|p| p == "..")
+        })
 }
 
 /// Key prefix of every key of `distribution` whose normalised path starts with `path`
@@ -779,7 +801,9 @@ mod tests {
             ("/%41%62%2D%5f", "/Ab-_"),
             ("/a b", "/a%20b"),
             ("/a\\b", "/a%5Cb"),
-            ("/a\\..\\b", "/a%5C..%5Cb"),
+            // A backslash is data, never a separator; but ".." between backslashes is
+            // refused (see dot_dot_behind_encoded_separators_is_refused).
+            ("/a\\.\\b", "/a%5C.%5Cb"),
             ("", "/"),
             ("/", "/"),
             ("//a//b", "//a//b"),
@@ -811,6 +835,34 @@ mod tests {
         }
         let msg = normalize_path("/a%zz").unwrap_err().to_string();
         assert!(msg.contains("%zz") && msg.contains("path"), "{msg}");
+    }
+
+    #[test]
+    fn dot_dot_behind_encoded_separators_is_refused() {
+        for bad in [
+            "/..%2fsecret",
+            "/a/%2E%2E%2F%2e%2e%2fx",
+            "/x%2F..",
+            "/%5C..%5C",
+            "/\\..\\",
+            "/a/..%5cb",
+        ] {
+            let err = normalize_path(bad).unwrap_err();
+            assert!(matches!(err, KeyError::BadPath(_)), "{bad:?}: {err}");
+            assert!(err.to_string().contains("climb"), "{bad:?}: {err}");
+        }
+        // Encoded separators next to anything but "..", and ".." as a real segment, are
+        // fine: the first is data, the second is resolved here.
+        for (ok, want) in [
+            ("/a%2fb", "/a%2Fb"),
+            ("/a%2F...%2Fb", "/a%2F...%2Fb"),
+            ("/..a%2F", "/..a%2F"),
+            ("/a/%2e%2e/b", "/b"),
+            ("/%2e%2e/secret", "/secret"),
+            ("//x", "//x"),
+        ] {
+            assert_eq!(normalize_path(ok).unwrap(), want, "{ok:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The edge's Prometheus metrics: viewer requests by distribution and result type,
 //! response bytes, origin requests by outcome with their latency, collapsed requests,
-//! fills in flight and the store's gauges and counters (read at scrape time). Encoded
+//! viewer connections (open, refused at the limit, ended by protocol errors, closed at
+//! the request limit) and requests refused before routing, fills in flight and the
+//! store's gauges and counters (read at scrape time). Encoded
 //! by `prometheus-client` in the OpenMetrics text format (`GET /metrics` on the admin
 //! listener).
 
@@ -42,6 +44,153 @@ struct OriginLabels {
     distribution: String,
     origin: String,
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Why a viewer connection ended with an error, as far as hyper tells
+/// ([`ProtocolError::of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A request head hyper could not parse (bad request line, method, target, header
+    /// bytes, conflicting framing headers): hyper answered 400 itself.
+    Parse,
+    /// A request head or URI beyond hyper's limits: hyper answered 431 or 414 itself.
+    TooLarge,
+    /// The connection's first request head did not arrive within `header_read_timeout`:
+    /// closed without a response.
+    HeaderTimeout,
+    /// A later request head did not arrive within `header_read_timeout` after the
+    /// previous response: mostly idle keep-alive connections, closed as intended.
+    KeepAliveTimeout,
+    /// The viewer closed the connection in the middle of a request or of its response.
+    Incomplete,
+    /// An HTTP/2 protocol error.
+    Http2,
+    /// A socket error (reset, broken pipe) or any other I/O failure.
+    Io,
+    Other,
+}
+
+impl ProtocolError {
+    /// Classifies the error a connection ended with.
+    pub fn of(e: &(dyn std::error::Error + 'static)) -> Self {
+        let Some(h) = e.downcast_ref::<hyper::Error>() else {
+            return if e.downcast_ref::<std::io::Error>().is_some() {
+                ProtocolError::Io
+            } else {
+                ProtocolError::Other
+            };
+        };
+        if h.is_parse_too_large() {
+            ProtocolError::TooLarge
+        } else if h.is_parse() || h.is_parse_version_h2() {
+            ProtocolError::Parse
+        } else if h.is_timeout() {
+            ProtocolError::HeaderTimeout
+        } else if h.is_incomplete_message() {
+            ProtocolError::Incomplete
+        } else if source_is::<h2::Error>(h) {
+            ProtocolError::Http2
+        } else if source_is::<std::io::Error>(h) || h.is_body_write_aborted() {
+            ProtocolError::Io
+        } else {
+            ProtocolError::Other
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolError::Parse => "parse",
+            ProtocolError::TooLarge => "too_large",
+            ProtocolError::HeaderTimeout => "header_timeout",
+            ProtocolError::KeepAliveTimeout => "keepalive_timeout",
+            ProtocolError::Incomplete => "incomplete",
+            ProtocolError::Http2 => "http2",
+            ProtocolError::Io => "io",
+            ProtocolError::Other => "other",
+        }
+    }
+}
+
+/// Whether `e`'s chain of sources holds a `T`.
+fn source_is<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        if s.is::<T>() {
+            return true;
+        }
+        cur = s.source();
+    }
+    false
+}
+
+/// Why the edge refused a viewer request before asking an origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 413: the body is larger than `max_request_body`.
+    BodyTooLarge,
+    /// 414: the request target is longer than the edge accepts.
+    UriTooLong,
+    /// 400: a path or query the edge will not forward.
+    BadTarget,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::UriTooLong => "uri_too_long",
+            Refusal::BadTarget => "bad_target",
+        }
+    }
+}
+
+/// The viewer listener's connection metrics; clones share the values.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionMetrics {
+    open: Gauge,
+    rejected: Counter,
+    request_limit: Counter,
+    protocol_errors: Family<KindLabels, Counter>,
+}
+
+impl ConnectionMetrics {
+    /// A connection was accepted and is being served.
+    pub fn opened(&self) {
+        self.open.inc();
+    }
+
+    /// A served connection ended.
+    pub fn closed(&self) {
+        self.open.dec();
+    }
+
+    /// A connection was refused because `max_connections` were open.
+    pub fn rejected(&self) {
+        self.rejected.inc();
+    }
+
+    /// A connection reached `max_requests_per_connection`.
+    pub fn request_limit_reached(&self) {
+        self.request_limit.inc();
+    }
+
+    pub fn protocol_error(&self, kind: ProtocolError) {
+        self.protocol_errors
+            .get_or_create(&KindLabels {
+                kind: kind.as_str(),
+            })
+            .inc();
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -167,6 +316,8 @@ pub struct Metrics {
     origin_requests: Family<OriginLabels, Counter>,
     origin_latency: Family<DistLabels, Histogram, fn() -> Histogram>,
     collapsed: Counter,
+    refused: Family<ReasonLabels, Counter>,
+    connections: ConnectionMetrics,
     scrape: Arc<Mutex<Snapshot>>,
 }
 
@@ -216,6 +367,33 @@ impl Metrics {
             "Viewer requests that followed an origin fill another request started",
             collapsed.clone(),
         );
+        let refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "cairn_viewer_requests_refused",
+            "Viewer requests refused by the edge before any origin request, by reason (body_too_large, uri_too_long, bad_target)",
+            refused.clone(),
+        );
+        let connections = ConnectionMetrics::default();
+        registry.register(
+            "cairn_viewer_connections_open",
+            "Viewer connections open now",
+            connections.open.clone(),
+        );
+        registry.register(
+            "cairn_viewer_connections_rejected",
+            "Viewer connections answered 503 and closed because max_connections were open",
+            connections.rejected.clone(),
+        );
+        registry.register(
+            "cairn_viewer_connections_request_limit",
+            "Viewer connections closed after max_requests_per_connection requests",
+            connections.request_limit.clone(),
+        );
+        registry.register(
+            "cairn_viewer_protocol_errors",
+            "Viewer connections that ended with an error, by kind (parse and too_large: hyper answered 400/431/414 itself; header_timeout: no first request head in time; keepalive_timeout: no next one, mostly idle connections; incomplete, http2, io, other)",
+            connections.protocol_errors.clone(),
+        );
         let build = Family::<VersionLabels, Gauge>::default();
         build
             .get_or_create(&VersionLabels {
@@ -232,8 +410,24 @@ impl Metrics {
             origin_requests,
             origin_latency,
             collapsed,
+            refused,
+            connections,
             scrape,
         }
+    }
+
+    /// The viewer listener's connection metrics (a shared handle).
+    pub fn connections(&self) -> ConnectionMetrics {
+        self.connections.clone()
+    }
+
+    /// A viewer request was refused before routing or before its origin request.
+    pub fn refused(&self, why: Refusal) {
+        self.refused
+            .get_or_create(&ReasonLabels {
+                reason: why.as_str(),
+            })
+            .inc();
     }
 
     /// One viewer request ended (`result` as logged), having sent `body_bytes`.
@@ -346,6 +540,14 @@ mod tests {
         m.request("d1", ResultType::Hit, 5);
         m.request("d1", ResultType::Hit, 5);
         m.collapsed();
+        m.refused(Refusal::BodyTooLarge);
+        let conns = m.connections();
+        conns.opened();
+        conns.opened();
+        conns.closed();
+        conns.rejected();
+        conns.request_limit_reached();
+        conns.protocol_error(ProtocolError::HeaderTimeout);
         let ok: Result<http::Response<()>, OriginError> = Ok(http::Response::new(()));
         m.origin("d1", "o1", &ok, Duration::from_millis(3));
         let err: Result<http::Response<()>, OriginError> = Err(OriginError::Timeout {
@@ -368,6 +570,12 @@ mod tests {
             "cairn_origin_requests_total{distribution=\"d1\",origin=\"o1\",outcome=\"timeout\"} 1",
             "cairn_origin_latency_seconds_count{distribution=\"d1\"} 1",
             "cairn_collapsed_requests_total 1",
+            "cairn_viewer_requests_refused_total{reason=\"body_too_large\"} 1",
+            "cairn_viewer_connections_open 1",
+            "cairn_viewer_connections_rejected_total 1",
+            "cairn_viewer_connections_request_limit_total 1",
+            "cairn_viewer_protocol_errors_total{kind=\"header_timeout\"} 1",
+            "# HELP cairn_viewer_protocol_errors_total Viewer connections",
             "cairn_fills_in_flight 2",
             "cairn_store_objects 3",
             "cairn_store_expired_total 0",

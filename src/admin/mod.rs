@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::body::{self, BoxBody};
-use crate::edge::server::accept_loop;
+use crate::edge::server::{accept_loop, ConnLimits, ListenerSettings};
 use crate::edge::Edge;
 use crate::serve::Source;
 
@@ -44,8 +44,13 @@ pub async fn serve(
         listener,
         shutdown,
         move || e2.runtime().config.edge.drain_timeout,
-        cfg.header_read_timeout,
-        "admin",
+        ListenerSettings {
+            what: "admin",
+            header_read_timeout: cfg.header_read_timeout,
+            // Loopback or token-protected: the viewer limits are not for it.
+            limits: ConnLimits::default,
+            metrics: None,
+        },
         move |req, _peer| {
             let admin = admin.clone();
             async move { handle(&admin, req).await }

@@ -40,6 +40,12 @@ pub(crate) const DEFAULT_ERROR_TTL: u64 = 10;
 /// One year, as for max_ttl's default: longer error caching is a mistake, and time
 /// arithmetic stays far from overflow.
 const MAX_ERROR_TTL: u64 = 31_536_000;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+/// Far beyond what one process can hold open (file descriptors), yet a `u32`.
+const MAX_MAX_CONNECTIONS: u64 = 10_000_000;
+pub(crate) const DEFAULT_MAX_REQUESTS_PER_CONNECTION: u64 = 1000;
+const MAX_MAX_REQUESTS_PER_CONNECTION: u64 = 1_000_000_000;
+pub(crate) const DEFAULT_MAX_REQUEST_BODY: u64 = 10 * MIB;
 pub(crate) const DEFAULT_RANGE_FILL_MAX: u64 = 64 * MIB;
 /// A CA file is a few hundred KiB at most; refuse to read anything absurd.
 const MAX_CA_FILE: u64 = 16 * MIB;
@@ -192,6 +198,33 @@ fn edge(e: &RawEdge, p: &mut Problems) -> EdgeSettings {
             (1, 300),
             10,
         ),
+        // The ranges keep both within u32.
+        max_connections: ranged(
+            p,
+            &e.max_connections,
+            "edge.max_connections",
+            (1, MAX_MAX_CONNECTIONS),
+            DEFAULT_MAX_CONNECTIONS,
+        ) as u32,
+        max_requests_per_connection: ranged(
+            p,
+            &e.max_requests_per_connection,
+            "edge.max_requests_per_connection",
+            (1, MAX_MAX_REQUESTS_PER_CONNECTION),
+            DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+        ) as u32,
+        max_request_body: match &e.max_request_body {
+            Some(v) if v.value > TIB => {
+                p.add(
+                    &v.pos,
+                    "edge.max_request_body",
+                    format!("{} is above the maximum of 1 TiB", fmt_size(v.value)),
+                );
+                DEFAULT_MAX_REQUEST_BODY
+            }
+            Some(v) => v.value,
+            None => DEFAULT_MAX_REQUEST_BODY,
+        },
     }
 }
 

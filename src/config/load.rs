@@ -86,6 +86,9 @@ const EDGE_KEYS: &[&str] = &[
     "admin_token",
     "drain_timeout",
     "header_read_timeout",
+    "max_connections",
+    "max_requests_per_connection",
+    "max_request_body",
 ];
 const CACHE_KEYS: &[&str] = &[
     "dir",
@@ -552,6 +555,9 @@ impl Walker<'_, '_> {
             admin_token: self.string(t, "admin_token", p, pos),
             drain_timeout: self.unsigned(t, "drain_timeout", p, pos),
             header_read_timeout: self.unsigned(t, "header_read_timeout", p, pos),
+            max_connections: self.unsigned(t, "max_connections", p, pos),
+            max_requests_per_connection: self.unsigned(t, "max_requests_per_connection", p, pos),
+            max_request_body: self.size(t, "max_request_body", p, pos),
         }
     }
 

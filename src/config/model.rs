@@ -30,8 +30,18 @@ pub struct EdgeSettings {
     pub admin_token: Option<String>,
     /// How long SIGTERM waits for in-flight requests before closing. Default 10 s.
     pub drain_timeout: Duration,
-    /// How long a viewer connection may take to send its request headers. Default 10 s.
+    /// How long a viewer connection may take to send its request headers (also how long
+    /// an idle keep-alive connection is kept). Default 10 s.
     pub header_read_timeout: Duration,
+    /// Viewer connections open at once; beyond it a new connection gets a quick 503 and is
+    /// closed. Default 10000.
+    pub max_connections: u32,
+    /// Requests served on one viewer connection; the last response carries
+    /// `Connection: close` (HTTP/2: GOAWAY). Default 1000.
+    pub max_requests_per_connection: u32,
+    /// Largest request body forwarded to an origin, in bytes; a larger one gets 413.
+    /// Default 10 MiB.
+    pub max_request_body: u64,
 }
 
 /// The store (`[cache]`).

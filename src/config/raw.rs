@@ -30,6 +30,9 @@ pub(crate) struct RawEdge {
     pub admin_token: Field<String>,
     pub drain_timeout: Field<u64>,
     pub header_read_timeout: Field<u64>,
+    pub max_connections: Field<u64>,
+    pub max_requests_per_connection: Field<u64>,
+    pub max_request_body: Field<u64>,
 }
 
 #[derive(Debug, Default)]

@@ -149,6 +149,9 @@ fn defaults_are_as_documented() {
     assert_eq!(e.admin_listen, "127.0.0.1:9090".parse().unwrap());
     assert_eq!(e.drain_timeout, Duration::from_secs(10));
     assert_eq!(e.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(e.max_connections, 10_000);
+    assert_eq!(e.max_requests_per_connection, 1000);
+    assert_eq!(e.max_request_body, 10 * MIB);
     let k = &c.cache;
     assert_eq!(k.dir, Path::new("/etc/cairn/cairn-cache"));
     assert_eq!(k.capacity, 10 * GIB);
@@ -314,6 +317,37 @@ fn edge_rules_report_their_line() {
         only(&edge("header_read_timeout = 0"), "between 1 and 300"),
         (3, 23, "edge.header_read_timeout".into())
     );
+    assert_eq!(
+        only(&edge("max_connections = 0"), "between 1 and 10000000"),
+        (3, 19, "edge.max_connections".into())
+    );
+    assert_eq!(
+        only(
+            &edge("max_requests_per_connection = 0"),
+            "between 1 and 1000000000"
+        ),
+        (3, 31, "edge.max_requests_per_connection".into())
+    );
+    assert_eq!(
+        only(
+            &edge("max_request_body = \"2TiB\""),
+            "above the maximum of 1 TiB"
+        ),
+        (3, 20, "edge.max_request_body".into())
+    );
+    assert_eq!(
+        only(&edge("max_request_body = \"ten\""), ""),
+        (3, 20, "edge.max_request_body".into())
+    );
+    let limits = load(&edge(
+        "max_connections = 4\nmax_requests_per_connection = 3\nmax_request_body = \"1KiB\"",
+    ))
+    .unwrap();
+    assert_eq!(limits.edge.max_connections, 4);
+    assert_eq!(limits.edge.max_requests_per_connection, 3);
+    assert_eq!(limits.edge.max_request_body, 1024);
+    let no_bodies = load(&edge("max_request_body = 0")).unwrap();
+    assert_eq!(no_bodies.edge.max_request_body, 0);
     assert_eq!(
         only(
             &edge("listen = 8080"),

@@ -5,13 +5,14 @@
 //! is written when its body ends.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use futures_util::stream;
 use http::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body::Frame;
+use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
 
@@ -26,8 +27,12 @@ use crate::edge::router::host_name;
 use crate::edge::tracked::{Outcome, Tracked};
 use crate::edge::{cached, Edge, ResultType, Runtime};
 use crate::httpcache;
-use crate::metrics::{Metrics, NO_DISTRIBUTION};
+use crate::metrics::{Metrics, Refusal, NO_DISTRIBUTION};
 use crate::origin::fetch;
+
+/// Longest request target (path and query) the edge accepts; longer ones get 414. hyper
+/// refuses request heads beyond its buffer (see `server`) with 431 before this applies.
+pub const MAX_TARGET_LEN: usize = 8192;
 
 /// How the request was answered, for headers and the log.
 pub(super) struct Answer {
@@ -315,9 +320,32 @@ async fn answer(
     if !d.enabled {
         return err(StatusCode::FORBIDDEN, "This distribution is disabled.");
     }
+    let refuse = |why: Refusal, status, msg: &str| {
+        edge.metrics.refused(why);
+        err(status, msg)
+    };
+    let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len > MAX_TARGET_LEN {
+        return refuse(
+            Refusal::UriTooLong,
+            StatusCode::URI_TOO_LONG,
+            &format!(
+                "The request target is {target_len} bytes long; this edge accepts at most {MAX_TARGET_LEN}."
+            ),
+        );
+    }
+    // RFC 9112 §3.2: origin-form ("/path") or absolute-form ("http://host/path");
+    // authority-form and asterisk-form name no object.
+    if req.uri().scheme().is_none() && !req.uri().path().starts_with('/') {
+        return refuse(
+            Refusal::BadTarget,
+            StatusCode::BAD_REQUEST,
+            "The request target must be a path starting with '/' or an absolute URL.",
+        );
+    }
     let path = match normalize_path(req.uri().path()) {
         Ok(p) => p,
-        Err(e) => return err(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return refuse(Refusal::BadTarget, StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let path_for_behavior = if path == "/" {
         d.default_root_object
@@ -351,8 +379,10 @@ async fn answer(
         default_root_object: d.default_root_object.as_deref(),
     }) {
         Ok(k) => k,
-        Err(e @ KeyError::TooLong { .. }) => return err(StatusCode::URI_TOO_LONG, &e.to_string()),
-        Err(e) => return err(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e @ KeyError::TooLong { .. }) => {
+            return refuse(Refusal::UriTooLong, e.status(), &e.to_string())
+        }
+        Err(e) => return refuse(Refusal::BadTarget, e.status(), &e.to_string()),
     };
     let viewer = Viewer {
         ip: peer.ip(),
@@ -401,10 +431,29 @@ async fn pass_through(
             extra.insert(name, v.clone());
         }
     }
+    let name = &rt.config.edge.name;
+    let too_large = |limit: u64| {
+        edge.metrics.refused(Refusal::BodyTooLarge);
+        let mut resp = respond::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("The request body is larger than this edge accepts ({limit} bytes)."),
+            name,
+        );
+        // The rest of the body is not read: the connection cannot carry another request.
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        Answer::new(resp, ResultType::Error, Some(di))
+    };
+    let limit = rt.config.edge.max_request_body;
+    // hyper knows a Content-Length body's size up front (it has checked the header).
+    if req.body().size_hint().exact().is_some_and(|n| n > limit) {
+        return too_large(limit);
+    }
     let has_body = req.headers().contains_key(CONTENT_LENGTH)
         || req.headers().contains_key(http::header::TRANSFER_ENCODING);
-    let mut body = has_body.then(|| body::incoming(req.into_body()));
-    let name = &rt.config.edge.name;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let mut body =
+        has_body.then(|| body::incoming_limited(req.into_body(), limit, exceeded.clone()));
     let fetched = fetch(
         &plan,
         &method,
@@ -435,6 +484,11 @@ async fn pass_through(
             "No origin is configured for this path.",
         );
     };
+    // A chunked body that grew past the limit while streaming: its origin request was
+    // aborted, whatever that made of the response.
+    if exceeded.load(Ordering::SeqCst) {
+        return too_large(limit);
+    }
     match fetched.result {
         Err(e) => {
             tracing::warn!(distribution = %d.id, error = %e, "origin request failed");

@@ -194,19 +194,30 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
             .filter_map(|l| l.split_once(':'))
             .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
-        let len: usize = headers
+        let chunked = headers
             .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < len {
-            let mut chunk = [0u8; 8192];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            .any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
+        let body = if chunked {
+            // A body whose last chunk never comes is no request: nothing is recorded.
+            match read_chunked(&mut stream, &mut buf).await {
+                Some(b) => b,
+                None => return,
             }
-        }
-        let body: Vec<u8> = buf.drain(..len).collect();
+        } else {
+            let len: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            while buf.len() < len {
+                let mut chunk = [0u8; 8192];
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf.drain(..len).collect()
+        };
         let req = Seen {
             method,
             target,
@@ -224,6 +235,49 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
                 Step::Sleep(d) => tokio::time::sleep(d).await,
                 Step::Close => return,
             }
+        }
+    }
+}
+
+/// Reads a chunked body (RFC 9112 §7.1; no trailers expected) from `buf` and then
+/// `stream`, consuming it from `buf`; `None` when the connection ends or errs before the
+/// last chunk, or the framing is malformed.
+async fn read_chunked<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+                break p;
+            }
+            fill(stream, buf).await?;
+        };
+        let line = String::from_utf8_lossy(&buf[..line_end]).to_string();
+        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+        buf.drain(..line_end + 2);
+        if size == 0 {
+            // The empty line that ends the (trailer-less) message.
+            while buf.len() < 2 {
+                fill(stream, buf).await?;
+            }
+            buf.drain(..2);
+            return Some(body);
+        }
+        while buf.len() < size + 2 {
+            fill(stream, buf).await?;
+        }
+        body.extend(buf.drain(..size));
+        buf.drain(..2);
+    }
+}
+
+/// Appends what the next read brings; `None` at the end of the stream or on an error.
+async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = [0u8; 8192];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Some(())
         }
     }
 }
@@ -507,9 +561,14 @@ pub async fn get_with(
 /// Writes a config file whose listeners use ephemeral ports and whose cache lives in
 /// `dir/cache`; `body` adds the distributions.
 pub fn write_config(dir: &Path, body: &str) -> PathBuf {
+    write_config_with_edge(dir, "", body)
+}
+
+/// [`write_config`] with extra `[edge]` keys (`edge_keys`: TOML lines).
+pub fn write_config_with_edge(dir: &Path, edge_keys: &str, body: &str) -> PathBuf {
     let path = dir.join("cairn.toml");
     let text = format!(
-        "[edge]\nname = \"test-edge\"\ndomain = \"cdn.test\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = 5\n\n[cache]\ndir = \"cache\"\ncapacity = \"256MiB\"\nsegment_size = \"4MiB\"\n\n{body}"
+        "[edge]\nname = \"test-edge\"\ndomain = \"cdn.test\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = 5\n{edge_keys}\n\n[cache]\ndir = \"cache\"\ncapacity = \"256MiB\"\nsegment_size = \"4MiB\"\n\n{body}"
     );
     std::fs::write(&path, text).unwrap();
     path

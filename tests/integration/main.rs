@@ -12,6 +12,7 @@ mod edge_policy;
 mod fault_crash;
 mod fault_origin;
 mod fault_store;
+mod fault_viewer;
 mod fuzz_corpus;
 mod inspect_cli;
 mod inspect_live;
