@@ -90,7 +90,12 @@ impl OriginClient {
         let mut body = req.body;
         let budget = self.origin.connect_timeout + self.origin.response_timeout;
         let mut last_connect_error = String::new();
-        for _ in 0..attempts {
+        // One extra try for a request the origin closed its connection on before sending
+        // any response: the race of a pooled keep-alive connection closing as it is reused.
+        let mut closed_retry_left = replayable && req.method.is_idempotent();
+        let mut attempt = 0;
+        while attempt < attempts {
+            attempt += 1;
             let mut builder = Request::builder()
                 .method(req.method.clone())
                 .uri(uri.clone());
@@ -137,6 +142,11 @@ impl OriginClient {
                     last_connect_error = chain(&e);
                     tracing::debug!(origin = %name, error = %last_connect_error, "connect attempt failed");
                 }
+                Ok(Err(e)) if closed_retry_left && closed_before_response(&e) => {
+                    closed_retry_left = false;
+                    attempt -= 1;
+                    tracing::debug!(origin = %name, error = %chain(&e), "connection closed before any response; retrying once");
+                }
                 Ok(Err(e)) => {
                     return Err(OriginError::BadResponse {
                         origin: name,
@@ -151,6 +161,14 @@ impl OriginClient {
             detail: last_connect_error,
         })
     }
+}
+
+/// Whether the origin closed the connection before a response began (RFC 9112 §9.3.1:
+/// a request with an idempotent method may then be retried automatically).
+fn closed_before_response(e: &hyper_util::client::legacy::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<hyper::Error>())
+        .is_some_and(|h| h.is_incomplete_message())
 }
 
 /// An error and its sources on one line (hyper's own message alone is often just

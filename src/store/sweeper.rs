@@ -120,6 +120,10 @@ impl Inner {
         let mut evicted = 0u64;
         // Keys given their second chance in this reclaim.
         let mut survivors: Vec<Vec<u8>> = Vec::new();
+        // Copies that failed (a full cache refuses them while it reclaims): one warning
+        // per reclaimed segment, not one per object.
+        let mut copy_failures = 0u64;
+        let mut first_copy_error: Option<StoreError> = None;
 
         let (keys, hashes) = self.segment_contents(seg)?;
         for hash in hashes {
@@ -150,7 +154,8 @@ impl Inner {
                     }
                     Ok(false) => continue,
                     Err(e) => {
-                        tracing::warn!(segment = id, error = %e, "could not copy a blob forward; dropping it");
+                        copy_failures += 1;
+                        first_copy_error.get_or_insert(e);
                     }
                 }
             }
@@ -205,7 +210,8 @@ impl Inner {
                         continue;
                     }
                     Err(err) => {
-                        tracing::warn!(segment = id, error = %err, "could not copy an object forward; dropping it")
+                        copy_failures += 1;
+                        first_copy_error.get_or_insert(err);
                     }
                 }
             }
@@ -234,6 +240,22 @@ impl Inner {
             self.recency.clear(k);
         }
 
+        match first_copy_error {
+            // Expected while fills keep a full cache full: the evicted counter shows it.
+            Some(e @ StoreError::OverCapacity { .. }) => tracing::debug!(
+                segment = id,
+                failed_copies = copy_failures,
+                first_error = %e,
+                "no room to copy recently read objects forward; they were dropped"
+            ),
+            Some(e) => tracing::warn!(
+                segment = id,
+                failed_copies = copy_failures,
+                first_error = %e,
+                "could not copy recently read objects forward while reclaiming; they were dropped"
+            ),
+            None => {}
+        }
         r.reclaimed_segments += 1;
         r.evicted_objects += evicted;
         r.copied_objects += copied_objects;

@@ -563,3 +563,41 @@ async fn a_304_for_an_object_removed_meanwhile_is_refetched_not_a_502() {
     assert!(seen[2].header("if-none-match").is_none());
     assert_settled(&edge, "304 after removal").await;
 }
+
+/// RFC 9112 §9.3.1: when the origin closes a connection before any response (as a pooled
+/// keep-alive connection does when the origin drops it just as it is reused), a GET is
+/// retried once on a new connection; a POST, which is not idempotent, never is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_before_any_response_is_retried_once_for_idempotent_requests() {
+    // Each path's first request is read and its connection closed without a word.
+    let seen_once = Arc::new(std::sync::Mutex::new(
+        std::collections::HashSet::<String>::new(),
+    ));
+    let s2 = seen_once.clone();
+    let o = Origin::start(move |seen| {
+        if s2
+            .lock()
+            .unwrap()
+            .insert(format!("{} {}", seen.method, seen.target))
+        {
+            vec![Step::Close]
+        } else {
+            ok(&good(&seen.target), &[("cache-control", "max-age=600")])
+        }
+    })
+    .await;
+    let (edge, _dir) = fault_edge(
+        &o.url(),
+        "allowed_methods = [\"GET\", \"HEAD\", \"OPTIONS\", \"PUT\", \"POST\", \"PATCH\", \"DELETE\"]",
+    );
+
+    let r = get(edge.addr, HOST, "/closed-once").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.bytes(), &good("/closed-once")[..]);
+    assert_eq!(o.count("/closed-once"), 2, "one retry, no more");
+
+    let r = request(edge.addr, "POST", HOST, "/post-closed", &[], b"").await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(o.count("/post-closed"), 1, "a POST is never sent twice");
+    assert_settled(&edge, "closed before any response").await;
+}
