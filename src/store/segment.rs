@@ -209,7 +209,9 @@ impl Segment {
         // or rewrites bytes that any index entry points at (segments are append-only and a
         // reclaimed segment is unlinked, not reused), and it only reads ranges below
         // `allocated`, which fallocate has made part of the file, so reads cannot fault
-        // past EOF. Another process modifying the file is excluded by the directory lock.
+        // past EOF. Another cairn process is excluded by the directory lock; a file cut
+        // short from outside while mapped is the one case this cannot rule out (SIGBUS):
+        // the liveness pass drops such a segment within a pass, storage-format.md §4.1.
         let map = unsafe {
             memmap2::MmapOptions::new()
                 .len(self.map_len as usize)

@@ -419,13 +419,9 @@ impl Drop for TmpfsMount {
 }
 
 fn free_bytes(path: &Path) -> u64 {
-    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: an all-zero statvfs is a valid value of that plain C struct.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated path and `st` a valid, writable statvfs.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    assert_eq!(rc, 0, "statvfs {}", path.display());
-    st.f_bavail as u64 * st.f_frsize as u64
+    // The same call the store's admission check makes (src/store/log.rs).
+    let st = rustix::fs::statvfs(path).expect("statvfs");
+    st.f_bavail * st.f_frsize
 }
 
 /// Writes a file of real (allocated) bytes until `path`'s filesystem has about `leave`
