@@ -13,25 +13,28 @@
 //!   describes a list of records that are written as a *valid* segment, checked, then
 //!   mutated and walked again (the layout is documented on `build_segment`), so that the fuzzer
 //!   reaches records with valid checksums.
-//! - [`index_decode`]: the whole input is fed to `decode_value` for each index value type;
-//!   whatever decodes must re-encode to the same bytes. If it starts with
+//! - [`index_decode`]: the whole input is fed to `decode_value` for each sled value type
+//!   (whatever decodes must re-encode to the same bytes), to the object directory's table
+//!   header check, and, 128 bytes at a time, to the object and blob slot decoders (a
+//!   decoded slot must re-encode to a slot that decodes the same). If it starts with
 //!   [`STRUCTURED_TAG`], the rest describes one value of each type that must survive
-//!   `encode_value` then `decode_value` unchanged.
+//!   encoding then decoding unchanged.
 //! - [`cache_control`], [`range`], [`config_toml`], [`cache_key`]: text parsers that see
 //!   untrusted input (caching headers, Range, the configuration file, request targets);
 //!   each documents its own input layout.
 //! - [`store_model`]: a real store driven by operations decoded from the input and compared
 //!   with a map of the last committed versions (module [`store_model`](mod@store_model)).
 
+use crate::store::directory::{BlobSlot, ObjectSlot};
 use crate::store::index::{
-    decode_value, encode_value, BlobEntry, Checkpoint, CounterValues, ObjectEntry, Pos,
-    SegmentEntry, SegmentState,
+    decode_value, encode_value, Checkpoint, CounterValues, Pos, SegmentEntry, SegmentState,
 };
 use crate::store::record::{
     check_extent, decode_payload, encode_payload, BlobRecord, ObjectRecord, RecordHeader,
     RecordKind, Run, SegmentHeader, TombstoneRecord, WalkEnd, WalkItem, Walker, FORMAT_VERSION,
     RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
+use crate::store::slot_table::{check_header, slot_is_intact, TableKind, SLOT_LEN};
 
 pub mod store_model;
 pub use store_model::store_model;
@@ -56,10 +59,19 @@ pub fn record_decode(data: &[u8]) {
     }
 }
 
-/// Fuzz target `index_decode`: the sled value codec of `store::index`.
+/// Fuzz target `index_decode`: the sled value codec of `store::index` and the object
+/// directory's table header and slot codecs.
 pub fn index_decode(data: &[u8]) {
-    value_round_trips::<ObjectEntry>(data);
-    value_round_trips::<BlobEntry>(data);
+    for kind in [TableKind::Objects, TableKind::Blobs] {
+        let _ = check_header(data, kind, 0, FUZZ_SALT, data.len() as u64);
+    }
+    for slot in data.chunks_exact(SLOT_LEN) {
+        let _ = slot_is_intact(FUZZ_SALT, slot);
+        let o = ObjectSlot::decode(slot);
+        assert_eq!(ObjectSlot::decode(&o.encode()), o, "object slot round trip");
+        let b = BlobSlot::decode(slot);
+        assert_eq!(BlobSlot::decode(&b.encode()), b, "blob slot round trip");
+    }
     value_round_trips::<SegmentEntry>(data);
     value_round_trips::<Checkpoint>(data);
     if let Some((&STRUCTURED_TAG, rest)) = data.split_first() {
@@ -473,26 +485,32 @@ fn structured_values(input: &[u8]) {
         segment: r.u64(),
         offset: r.u64(),
     };
-    let o = ObjectEntry {
+    let o = ObjectSlot {
+        id: r.hash()[..16].try_into().expect("16 bytes"),
         pos: pos(&mut r),
         record_len: r.u32(),
-        distribution: r.string(),
-        tags: (0..r.u8() % 4).map(|_| r.string()).collect(),
-        meta: r.short_bytes(),
         stored_at_ms: r.u64(),
         expires_at_ms: r.u64(),
-        blob: r.hash(),
         body_len: r.u64(),
+        blob: r.hash(),
     };
-    encode_decode(&o);
+    assert_eq!(ObjectSlot::decode(&o.encode()), o, "object slot round trip");
     let b = read_blob(&mut r);
-    let b = BlobEntry {
+    let b = BlobSlot {
+        hash: b.hash,
         len: b.len,
         chunk_size: b.chunk_size,
-        runs: b.runs,
+        run_count: b.runs.len() as u32,
+        first_run: b.runs.first().copied().unwrap_or(Run {
+            segment: 0,
+            offset: 0,
+            len: 0,
+        }),
         manifest: pos(&mut r),
+        manifest_len: r.u32(),
+        refs: r.u32(),
     };
-    encode_decode(&b);
+    assert_eq!(BlobSlot::decode(&b.encode()), b, "blob slot round trip");
     let s = SegmentEntry {
         state: if r.u8() & 1 == 0 {
             SegmentState::Active

@@ -678,6 +678,7 @@ fn verify_json(r: &VerifyReport) -> Value {
         "records_checked": r.records_checked,
         "bytes_checked": r.bytes_checked,
         "objects_checked": r.objects_checked,
+        "blobless_objects": r.blobless_objects,
         "blobs_checked": r.blobs_checked,
         "blob_bytes_hashed": r.blob_bytes_hashed,
         "corrupt_records": r.corrupt_records.iter().map(|c| json!({
@@ -708,8 +709,8 @@ fn verify_json(r: &VerifyReport) -> Value {
         })).collect::<Vec<_>>(),
         "ref_mismatches": r.ref_mismatches.iter().map(|m| json!({
             "blob": hex(&m.blob),
-            "key": m.key.as_ref().map(|k| view_key(k).render()),
-            "key_hex": m.key.as_ref().map(|k| hex(k)),
+            "declared": m.declared,
+            "used": m.used,
             "reason": m.reason,
             "repaired": m.repaired,
         })).collect::<Vec<_>>(),
@@ -833,16 +834,15 @@ fn verify_human(r: &VerifyReport) {
             .map(|m| {
                 vec![
                     hex(&m.blob),
-                    m.key
-                        .as_ref()
-                        .map_or("-".to_string(), |k| view_key(k).render()),
+                    m.declared.to_string(),
+                    m.used.to_string(),
                     if m.repaired { "fixed" } else { "-" }.to_string(),
                     m.reason.clone(),
                 ]
             })
             .collect();
         print_table(
-            &["BLOB", "KEY", "REPAIR", "WHY"],
+            &["BLOB", "COUNT", "USED BY", "REPAIR", "WHY"],
             &[false, false, false, false],
             &rows,
         );
@@ -880,6 +880,13 @@ fn verify_human(r: &VerifyReport) {
                 "{} objects, {} blobs",
                 r.dangling_objects(),
                 r.dangling_blobs()
+            ),
+        ),
+        (
+            "blobless objects",
+            format!(
+                "{} (their shared body was dropped; the sweeper removes them)",
+                r.blobless_objects
             ),
         ),
         ("reference mismatches", r.ref_mismatches.len().to_string()),

@@ -372,7 +372,7 @@ pub fn route<'a>(cfg: &'a Config, url: &str, extra: &[String]) -> anyhow::Result
 pub fn children(store: &Store, primary: &[u8]) -> anyhow::Result<Vec<ObjectInfo>> {
     let mut p = primary.to_vec();
     p.push(0);
-    Ok(store.list(&p, None, 256)?)
+    Ok(store.list(&p, 256)?)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -435,29 +435,25 @@ pub fn ls_rows(
     let now = SystemTime::now();
     let limit = if limit == 0 { usize::MAX } else { limit };
     let mut rows = Vec::new();
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = store.list(&key_prefix, after.as_deref(), 1024)?;
-        let last = page.len() < 1024;
-        after = page.last().map(|o| o.key.clone());
-        for info in page {
-            let d = Described::new(info, now);
-            if distribution.is_none() {
-                if let Some(p) = prefix {
-                    if !d.view.parts.as_ref().is_some_and(|k| k.path.starts_with(p)) {
-                        continue;
-                    }
+    let mut more = false;
+    for info in store.iter_prefix(&key_prefix) {
+        let d = Described::new(info?, now);
+        if distribution.is_none() {
+            if let Some(p) = prefix {
+                if !d.view.parts.as_ref().is_some_and(|k| k.path.starts_with(p)) {
+                    continue;
                 }
             }
-            if rows.len() == limit {
-                return Ok((rows, true));
-            }
-            rows.push(d);
         }
-        if last || after.is_none() {
-            return Ok((rows, false));
+        if rows.len() == limit {
+            more = true;
+            break;
         }
+        rows.push(d);
     }
+    // The store walks its directory in hash order: show keys in order.
+    rows.sort_by(|a, b| a.info.key.cmp(&b.info.key));
+    Ok((rows, more))
 }
 
 /// `ls --json`: an array of objects.

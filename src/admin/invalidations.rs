@@ -34,10 +34,6 @@ pub const MAX_PATHS: usize = 3000;
 pub const MAX_TAGS: usize = 256;
 /// Completed invalidations remembered across restarts (the journal is compacted to these).
 const KEEP_COMPLETED: usize = 1000;
-/// Objects listed per page when counting a dry run.
-const LIST_PAGE: usize = 1000;
-/// Pages listed per prefix at most when counting a dry run.
-const MAX_LIST_PAGES: usize = 10_000;
 
 pub const JOURNAL: &str = "invalidations.jsonl";
 
@@ -244,18 +240,12 @@ fn tagged_keys(
 }
 
 fn count_prefixes(store: &Store, prefixes: &[Vec<u8>]) -> Result<u64, String> {
+    // One pass over the store for all prefixes (the directory is not in key order).
     let mut n = 0u64;
-    for prefix in prefixes {
-        let mut after: Option<Vec<u8>> = None;
-        for _ in 0..MAX_LIST_PAGES {
-            let page = store
-                .list(prefix, after.as_deref(), LIST_PAGE)
-                .map_err(|e| e.to_string())?;
-            n += page.len() as u64;
-            match page.last() {
-                Some(last) if page.len() == LIST_PAGE => after = Some(last.key.clone()),
-                _ => break,
-            }
+    for o in store.iter() {
+        let o = o.map_err(|e| e.to_string())?;
+        if prefixes.iter().any(|p| o.key.starts_with(p)) {
+            n += 1;
         }
     }
     Ok(n)

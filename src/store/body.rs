@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::store::error::{Result, StoreError};
 use crate::store::index::{BlobEntry, ObjectEntry, Pos};
-use crate::store::record::{check_extent, DecodeError, RECORD_HEADER_LEN};
+use crate::store::record::{check_extent, DecodeError, ObjectRecord, RECORD_HEADER_LEN};
 use crate::store::segment::{is_resident, Segment};
 use crate::store::{Hit, Inner, ObjectInfo};
 
@@ -170,6 +170,7 @@ pub(crate) fn read_extent(
 struct Located {
     key: Vec<u8>,
     entry: ObjectEntry,
+    record: ObjectRecord,
     chunks: VecDeque<ChunkRef>,
 }
 
@@ -180,8 +181,19 @@ fn locate(inner: &Arc<Inner>, key: &[u8]) -> Result<Option<Located>> {
     if inner.is_dead(entry.expires_at_ms, inner.now_ms()) || inner.is_quarantined(key, entry.pos) {
         return Ok(None);
     }
+    // The key, metadata and tags are in the object record; reading it also proves the
+    // directory's hash match is this key.
+    let record = match inner.index.object_record(Some(key), &entry) {
+        Ok(r) => r,
+        Err(why) => {
+            if inner.segment(entry.pos.segment).is_some() {
+                inner.quarantine_object(key, entry.pos, entry.pos.segment, entry.pos.offset, &why);
+            }
+            return Ok(None);
+        }
+    };
     let Some(blob) = inner.index.get_blob(&entry.blob)? else {
-        // Raced with a removal or reclaim: a miss.
+        // Raced with a removal or reclaim, or its blob was dropped: a miss.
         return Ok(None);
     };
     if blob.len != entry.body_len || blob.validate().is_err() {
@@ -214,6 +226,7 @@ fn locate(inner: &Arc<Inner>, key: &[u8]) -> Result<Option<Located>> {
     Ok(Some(Located {
         key: key.to_vec(),
         entry,
+        record,
         chunks,
     }))
 }
@@ -260,6 +273,8 @@ fn resolve(inner: &Inner, blob: &BlobEntry) -> Resolved {
 
 fn finish(inner: &Arc<Inner>, loc: Located, verified: Option<Bytes>) -> Hit {
     inner.recency.touch(&loc.key);
+    // The blob too: reclaim copies a blob forward when it was read, whichever key read it.
+    inner.recency.touch(&loc.entry.blob);
     let len = loc.entry.body_len;
     let pos = loc.entry.pos;
     let repr = match verified {
@@ -273,7 +288,7 @@ fn finish(inner: &Arc<Inner>, loc: Located, verified: Option<Bytes>) -> Hit {
         },
     };
     Hit {
-        info: ObjectInfo::from_entry(loc.key, loc.entry),
+        info: ObjectInfo::from_record(loc.record, pos),
         body: Body { len, repr },
     }
 }

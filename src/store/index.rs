@@ -1,20 +1,32 @@
-//! The sled index: which objects exist, where their blobs' bytes are, what expires when and
-//! which segments exist. Everything here can be rebuilt from the segments
-//! (see `recovery.rs`); the index only makes lookups fast and opening cheap.
+//! The index: which objects exist and where their blobs' bytes are (the object directory,
+//! `directory.rs`), which segments exist and how far the index reflects the log (sled).
+//! Everything here can be rebuilt from the segments (see `recovery.rs`); the index only
+//! makes lookups fast and opening cheap.
 //!
-//! Every value is `[version byte] ++ bincode 2 (fixed-width little-endian integers)`.
+//! sled holds what grows with the segment count, never with the object count: its open
+//! time and memory grow with what it holds (storage-format.md §5). Every sled value is
+//! `[version byte] ++ bincode 2 (fixed-width little-endian integers)`.
 //! Mutations are written so that replaying the same record twice leaves the index as
 //! replaying it once (the entry that makes a change visible is written last), which is what
 //! lets recovery replay everything after the checkpoint watermark without knowing how much
-//! of it sled had already absorbed.
+//! of it had already been absorbed.
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::store::directory::{BlobSlot, Directory, ObjectId, ObjectSlot, ScanCursor};
 use crate::store::error::{Result, StoreError};
-use crate::store::record::{DecodeError, Run};
+use crate::store::record::{
+    check_payload, decode_payload, BlobRecord, DecodeError, ObjectRecord, RecordHeader, RecordKind,
+    Run, RECORD_HEADER_LEN,
+};
+use crate::store::segment::Segment;
+use crate::store::slot_table::TableError;
 
 /// Version byte in front of every index value. A different version makes the store rebuild
 /// the index from the segments (the index is derived data, so this is its migration).
@@ -39,33 +51,29 @@ impl Pos {
     };
 }
 
-/// `objects` tree value: everything needed to answer a lookup without touching the
-/// object record on disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What the directory holds for an object's current version. Its key, distribution, tags
+/// and metadata are in the object record at `pos` ([`Index::object_record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectEntry {
     /// Where the object record that made this version is.
     pub pos: Pos,
     /// Length of that record, header included.
     pub record_len: u32,
-    #[serde(deserialize_with = "crate::store::record::bounded::string")]
-    pub distribution: String,
-    #[serde(deserialize_with = "crate::store::record::bounded::strings")]
-    pub tags: Vec<String>,
-    pub meta: Vec<u8>,
     pub stored_at_ms: u64,
     pub expires_at_ms: u64,
     pub blob: [u8; 32],
     pub body_len: u64,
 }
 
-/// `blobs` tree value: where a body's chunks are.
+/// Where a body's chunks are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobEntry {
     pub len: u64,
     pub chunk_size: u32,
     pub runs: Vec<Run>,
-    /// Where the blob record that placed these runs is.
+    /// Where the blob record that placed these runs is, and its length.
     pub manifest: Pos,
+    pub manifest_len: u32,
 }
 
 impl BlobEntry {
@@ -213,8 +221,10 @@ pub fn decode_value<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Dec
 
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 const LAYOUT_KEY: &[u8] = b"layout";
-/// How the trees are laid out in sled (2: as in storage-format.md §5). An index with another layout is rebuilt from the segments.
-pub const INDEX_LAYOUT: u32 = 2;
+/// How the index is laid out (3: sled for segments and state, the object directory for
+/// objects and blobs, storage-format.md §5). An index with another layout is rebuilt from
+/// the segments.
+pub const INDEX_LAYOUT: u32 = 3;
 const CLEAN_KEY: &[u8] = b"clean";
 
 /// What happens to a blob whose last reference goes away.
@@ -227,11 +237,12 @@ pub enum BlobRelease<'a> {
     Defer(&'a mut std::collections::HashSet<[u8; 32]>),
 }
 
-/// The object keys and blob hashes that (may) need a segment.
-pub type SegmentContents = (Vec<Vec<u8>>, Vec<[u8; 32]>);
+/// The objects (by id) and blob hashes that (may) need a segment.
+pub type SegmentContents = (Vec<ObjectId>, Vec<[u8; 32]>);
 
-/// One index entry as stored: its key and its value, decoded or why not.
-pub type RawEntry<T> = (Vec<u8>, std::result::Result<T, DecodeError>);
+/// The live segments, shared by the store and the index (which reads object and blob
+/// records through it).
+pub type SegmentMap = Arc<RwLock<BTreeMap<u64, Arc<Segment>>>>;
 
 /// Why sled could not be used.
 #[derive(Debug)]
@@ -249,63 +260,96 @@ impl std::fmt::Display for OpenFailure {
     }
 }
 
-/// The sled database and its trees.
+/// sled (segments, checkpoint state, blob hints) and the object directory.
 pub struct Index {
     dir: PathBuf,
     db: sled::Db,
-    objects: sled::Tree,
-    blobs: sled::Tree,
-    blob_refs: sled::Tree,
-    expiry: sled::Tree,
     seg_blobs: sled::Tree,
     segments: sled::Tree,
     state: sled::Tree,
+    directory: Directory,
+    /// Why the directory files could not be used at open (they were recreated empty).
+    directory_problem: Option<String>,
+    salt: u64,
+    segment_map: SegmentMap,
+    /// Where the expiry scan goes on from.
+    expiry_cursor: Mutex<Option<ScanCursor>>,
 }
 
 impl Index {
-    /// Opens (or creates) the index in `dir` with a bounded cache. sled can panic on
+    /// Opens (or creates) the index in `dir` with a bounded sled cache. sled can panic on
     /// corrupt files, so the open runs under `catch_unwind`.
-    pub fn open(dir: &Path, cache_bytes: u64) -> std::result::Result<Index, OpenFailure> {
+    pub fn open(
+        dir: &Path,
+        cache_bytes: u64,
+        salt: u64,
+        segment_map: SegmentMap,
+    ) -> std::result::Result<Index, OpenFailure> {
         // The cache directory lock guarantees no other process uses this index, so a sled
         // file lock held here belongs to this process's previous instance, whose background
         // threads are still letting go of it: wait for them (bounded).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match Self::open_once(dir, cache_bytes) {
+        let db = loop {
+            match Self::open_sled(dir, cache_bytes) {
                 Err(OpenFailure::Error(e))
                     if e.contains("could not acquire lock")
                         && std::time::Instant::now() < deadline =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                other => return other,
+                other => break other?,
             }
-        }
+        };
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| OpenFailure::Error(e.to_string()))
+        };
+        let (seg_blobs, segments, state) = (tree("seg_blobs")?, tree("segments")?, tree("state")?);
+        let existed = dir.join(crate::store::directory::DIRECTORY_DIR).exists();
+        let (directory, directory_problem) = match Directory::open(dir, salt) {
+            Ok(d) => (d, None),
+            Err(problem) => {
+                let d = Directory::create(dir, salt).map_err(|e| {
+                    OpenFailure::Error(format!("cannot create the object directory: {e}"))
+                })?;
+                // A new cache (or one from before the directory existed) has no
+                // directory at all; recovery decides from the checkpoint whether that is
+                // a problem. A directory with some tables missing always is one.
+                let why = match problem {
+                    TableError::Missing(_) if !existed => {
+                        "the object directory is missing".to_string()
+                    }
+                    other => other.to_string(),
+                };
+                (d, Some(why))
+            }
+        };
+        Ok(Index {
+            dir: dir.to_path_buf(),
+            db,
+            seg_blobs,
+            segments,
+            state,
+            directory,
+            directory_problem,
+            salt,
+            segment_map,
+            expiry_cursor: Mutex::new(None),
+        })
     }
 
-    fn open_once(dir: &Path, cache_bytes: u64) -> std::result::Result<Index, OpenFailure> {
+    fn open_sled(dir: &Path, cache_bytes: u64) -> std::result::Result<sled::Db, OpenFailure> {
         let dir_owned = dir.to_path_buf();
-        let opened = std::panic::catch_unwind(move || -> sled::Result<Index> {
-            let db = sled::Config::new()
+        let opened = std::panic::catch_unwind(move || {
+            sled::Config::new()
                 .path(&dir_owned)
                 .cache_capacity(cache_bytes)
                 .flush_every_ms(Some(500))
                 .mode(sled::Mode::LowSpace)
-                .open()?;
-            Ok(Index {
-                objects: db.open_tree("objects")?,
-                blobs: db.open_tree("blobs")?,
-                blob_refs: db.open_tree("blob_refs")?,
-                expiry: db.open_tree("expiry")?,
-                seg_blobs: db.open_tree("seg_blobs")?,
-                segments: db.open_tree("segments")?,
-                state: db.open_tree("state")?,
-                dir: dir_owned,
-                db,
-            })
+                .open()
         });
         match opened {
-            Ok(Ok(ix)) => Ok(ix),
+            Ok(Ok(db)) => Ok(db),
             Ok(Err(e)) => Err(OpenFailure::Error(e.to_string())),
             Err(panic) => {
                 let msg = panic
@@ -329,131 +373,239 @@ impl Index {
         &self.dir
     }
 
-    /// Bytes sled occupies on disk.
+    /// Why the object directory's files could not be used when the index was opened.
+    pub fn directory_problem(&self) -> Option<&str> {
+        self.directory_problem.as_deref()
+    }
+
+    /// Bytes the index occupies on disk (sled and the directory's allocated blocks).
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.directory.bytes_on_disk()
     }
 
     /// Blocks until everything written so far is durable.
     pub fn flush(&self) -> Result<()> {
+        self.directory.flush()?;
         self.db.flush().map(|_| ()).map_err(|e| self.err(e))
     }
 
     /// Whether the index holds no objects and no blobs.
     pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.objects.first().map_err(|e| self.err(e))?.is_none()
-            && self.blobs.first().map_err(|e| self.err(e))?.is_none())
+        Ok(self.directory.live_counts() == (0, 0))
     }
 
-    /// Removes every entry (before a rebuild into an existing database).
+    /// Removes every entry (before a rebuild into an existing index).
     pub fn clear_all(&self) -> Result<()> {
-        for t in [
-            &self.objects,
-            &self.blobs,
-            &self.blob_refs,
-            &self.expiry,
-            &self.seg_blobs,
-            &self.segments,
-            &self.state,
-        ] {
+        self.directory.clear()?;
+        for t in [&self.seg_blobs, &self.segments, &self.state] {
             t.clear().map_err(|e| self.err(e))?;
         }
         Ok(())
     }
 
+    pub fn object_id(&self, key: &[u8]) -> ObjectId {
+        self.directory.object_id(key)
+    }
+
     // ---- reads ----
 
     pub fn get_object(&self, key: &[u8]) -> Result<Option<ObjectEntry>> {
-        match self.objects.get(key).map_err(|e| self.err(e))? {
-            None => Ok(None),
-            Some(v) => decode_value(&v)
-                .map(Some)
-                .map_err(|source| StoreError::CorruptIndex {
-                    tree: "objects",
-                    source,
-                }),
-        }
+        Ok(self.get_object_id(&self.object_id(key)))
     }
 
-    pub fn get_blob(&self, hash: &[u8; 32]) -> Result<Option<BlobEntry>> {
-        match self.blobs.get(hash).map_err(|e| self.err(e))? {
-            None => Ok(None),
-            Some(v) => decode_value(&v)
-                .map(Some)
-                .map_err(|source| StoreError::CorruptIndex {
-                    tree: "blobs",
-                    source,
-                }),
-        }
+    pub fn get_object_id(&self, id: &ObjectId) -> Option<ObjectEntry> {
+        self.directory.get_object(id).map(|s| ObjectEntry {
+            pos: s.pos,
+            record_len: s.record_len,
+            stored_at_ms: s.stored_at_ms,
+            expires_at_ms: s.expires_at_ms,
+            blob: s.blob,
+            body_len: s.body_len,
+        })
     }
 
-    pub fn blob_refs(&self, hash: &[u8; 32]) -> Result<Vec<Vec<u8>>> {
-        let mut out = Vec::new();
-        for item in self.blob_refs.scan_prefix(hash) {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            out.push(k[32..].to_vec());
-        }
-        Ok(out)
-    }
-
-    fn blob_has_refs(&self, hash: &[u8; 32]) -> Result<bool> {
-        Ok(self
-            .blob_refs
-            .scan_prefix(hash)
-            .next()
-            .transpose()
-            .map_err(|e| self.err(e))?
-            .is_some())
-    }
-
-    /// Objects in key order starting after `after` (exclusive), with an optional prefix.
-    pub fn objects_from(
+    /// A record's payload, checked (header checksum bound to its place, both payload
+    /// checksums, kind and length): a slice of the segment mapping.
+    pub fn record_payload(
         &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, ObjectEntry)>> {
-        let mut out = Vec::new();
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match after {
-            Some(a) => {
-                let mut start = a.to_vec();
-                start.push(0);
-                Box::new(self.objects.range(start..))
-            }
-            None => Box::new(self.objects.scan_prefix(prefix)),
-        };
-        for item in iter {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            let entry = decode_value(&v).map_err(|source| StoreError::CorruptIndex {
-                tree: "objects",
-                source,
+        pos: Pos,
+        record_len: u32,
+        kind: RecordKind,
+    ) -> std::result::Result<Bytes, String> {
+        let seg = self
+            .segment_map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&pos.segment)
+            .cloned()
+            .ok_or_else(|| format!("segment {} is gone", pos.segment))?;
+        let map = seg.bytes().map_err(|e| e.to_string())?;
+        let readable = seg.allocated().min(map.len() as u64);
+        let end = pos
+            .offset
+            .checked_add(record_len as u64)
+            .filter(|&e| e <= readable && record_len as usize >= RECORD_HEADER_LEN)
+            .ok_or_else(|| {
+                format!(
+                    "record at {}:{} lies beyond its segment",
+                    pos.segment, pos.offset
+                )
             })?;
-            out.push((k.to_vec(), entry));
-            if out.len() >= limit {
-                break;
-            }
+        let at = pos.offset as usize;
+        let header = RecordHeader::decode(
+            &map[at..at + RECORD_HEADER_LEN],
+            self.salt,
+            seg.id,
+            pos.offset,
+        )
+        .map_err(|e| format!("record header at {}:{}: {e}", pos.segment, pos.offset))?;
+        if header.kind != kind || header.record_len() != record_len as u64 {
+            return Err(format!(
+                "expected a {} record of {record_len} bytes at {}:{}, found a {} record of {}",
+                kind.as_str(),
+                pos.segment,
+                pos.offset,
+                header.kind.as_str(),
+                header.record_len()
+            ));
         }
-        Ok(out)
+        let payload = map.slice(at + RECORD_HEADER_LEN..end as usize);
+        check_payload(&header, &payload)
+            .map_err(|e| format!("record at {}:{}: {e}", pos.segment, pos.offset))?;
+        Ok(payload)
     }
 
-    /// Keys and expiry times of objects whose `expires_at_ms` is before `before_ms`.
-    pub fn expired_before(&self, before_ms: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
-        let mut out = Vec::new();
-        for item in self.expiry.range(..before_ms.to_be_bytes().to_vec()) {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            if k.len() < 8 {
-                continue;
-            }
-            let t = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
-            out.push((t, k[8..].to_vec()));
-            if out.len() >= limit {
-                break;
-            }
+    /// The object record behind `entry`, checked, and naming `key` when one is given.
+    pub fn object_record(
+        &self,
+        key: Option<&[u8]>,
+        entry: &ObjectEntry,
+    ) -> std::result::Result<ObjectRecord, String> {
+        let payload = self.record_payload(entry.pos, entry.record_len, RecordKind::Object)?;
+        let o: ObjectRecord = decode_payload(&payload).map_err(|e| e.to_string())?;
+        if key.is_some_and(|k| k != o.key) || o.blob != entry.blob {
+            return Err(format!(
+                "object record at {}:{} is not the one the directory names",
+                entry.pos.segment, entry.pos.offset
+            ));
         }
-        Ok(out)
+        Ok(o)
+    }
+
+    /// Whether blob `hash` is in the directory (without reading its record).
+    pub fn has_blob(&self, hash: &[u8; 32]) -> bool {
+        self.directory.get_blob(hash).is_some()
+    }
+
+    /// Where blob `hash`'s chunks are. Runs beyond the first are read from its blob record;
+    /// a blob whose record cannot be read is reported as absent.
+    pub fn get_blob(&self, hash: &[u8; 32]) -> Result<Option<BlobEntry>> {
+        Ok(self
+            .directory
+            .get_blob(hash)
+            .and_then(|b| self.blob_entry(&b)))
+    }
+
+    fn blob_entry(&self, b: &BlobSlot) -> Option<BlobEntry> {
+        let runs = match b.run_count {
+            0 => Vec::new(),
+            1 => vec![b.first_run],
+            _ => {
+                let rec = self
+                    .record_payload(b.manifest, b.manifest_len, RecordKind::Blob)
+                    .and_then(|p| decode_payload::<BlobRecord>(&p).map_err(|e| e.to_string()));
+                match rec {
+                    Ok(r) if r.hash == b.hash && r.len == b.len => r.runs,
+                    Ok(_) => {
+                        tracing::warn!(
+                            segment = b.manifest.segment,
+                            offset = b.manifest.offset,
+                            "blob record does not match the directory; treating the blob as gone"
+                        );
+                        return None;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "blob record unreadable; treating the blob as gone");
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(BlobEntry {
+            len: b.len,
+            chunk_size: b.chunk_size,
+            runs,
+            manifest: b.manifest,
+            manifest_len: b.manifest_len,
+        })
+    }
+
+    /// How many objects refer to blob `hash` (None: no such blob).
+    pub fn blob_ref_count(&self, hash: &[u8; 32]) -> Option<u32> {
+        self.directory.get_blob(hash).map(|b| b.refs)
+    }
+
+    /// One page of objects in directory order from `cursor`, and where to go on.
+    pub fn objects_page(
+        &self,
+        cursor: ScanCursor,
+        limit: usize,
+    ) -> (Vec<(ObjectId, ObjectEntry)>, Option<ScanCursor>) {
+        let (page, next) = self.directory.scan_objects(cursor, limit);
+        let out = page
+            .into_iter()
+            .map(|s| {
+                (
+                    s.id,
+                    ObjectEntry {
+                        pos: s.pos,
+                        record_len: s.record_len,
+                        stored_at_ms: s.stored_at_ms,
+                        expires_at_ms: s.expires_at_ms,
+                        blob: s.blob,
+                        body_len: s.body_len,
+                    },
+                )
+            })
+            .collect();
+        (out, next)
+    }
+
+    /// One page of blobs in directory order from `cursor` (hash, entry or why its record
+    /// is unreadable, reference count), and where to go on.
+    pub fn blobs_page(
+        &self,
+        cursor: ScanCursor,
+        limit: usize,
+    ) -> (Vec<(BlobSlot, Option<BlobEntry>)>, Option<ScanCursor>) {
+        let (page, next) = self.directory.scan_blobs(cursor, limit);
+        let out = page
+            .into_iter()
+            .map(|b| {
+                let e = self.blob_entry(&b);
+                (b, e)
+            })
+            .collect();
+        (out, next)
+    }
+
+    /// Objects whose expiry is before `before_ms`, or whose blob is gone, found by going
+    /// on with a scan of at most `budget` slots from where the last call stopped. Returns
+    /// them and whether the scan wrapped around (a full cycle ended).
+    pub fn expiry_scan(
+        &self,
+        before_ms: u64,
+        budget: usize,
+    ) -> (Vec<(ObjectId, ObjectEntry)>, bool) {
+        let mut cur = self.expiry_cursor.lock().unwrap_or_else(|e| e.into_inner());
+        let from = cur.unwrap_or_default();
+        let (page, next) = self.objects_page(from, budget);
+        *cur = next;
+        let out = page
+            .into_iter()
+            .filter(|(_, e)| e.expires_at_ms < before_ms || !self.has_blob(&e.blob))
+            .collect();
+        (out, next.is_none())
     }
 
     /// Hashes of blobs that have chunks in `segment` while their blob record is in a later
@@ -509,8 +661,6 @@ impl Index {
             .is_some_and(|v| v.as_ref() == [1]))
     }
 
-    // ---- writes ----
-
     /// The layout version recorded in the index, if any.
     pub fn layout(&self) -> Result<Option<u32>> {
         Ok(self
@@ -520,6 +670,8 @@ impl Index {
             .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
             .map(u32::from_le_bytes))
     }
+
+    // ---- writes ----
 
     pub fn write_checkpoint(&self, cp: &Checkpoint) -> Result<()> {
         self.state
@@ -548,14 +700,12 @@ impl Index {
     /// Forgets a segment and its hints (before its file is unlinked).
     pub fn remove_segment(&self, id: u64) -> Result<()> {
         let prefix = id.to_be_bytes();
-        for t in [&self.seg_blobs] {
-            let mut batch = sled::Batch::default();
-            for item in t.scan_prefix(prefix) {
-                let (k, _) = item.map_err(|e| self.err(e))?;
-                batch.remove(k);
-            }
-            t.apply_batch(batch).map_err(|e| self.err(e))?;
+        let mut batch = sled::Batch::default();
+        for item in self.seg_blobs.scan_prefix(prefix) {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            batch.remove(k);
         }
+        self.seg_blobs.apply_batch(batch).map_err(|e| self.err(e))?;
         self.segments.remove(prefix).map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -567,6 +717,9 @@ impl Index {
     }
 
     /// [`Index::put_object`] with a choice of what happens to a blob left unreferenced.
+    /// The new blob's count goes up before the object points at it and the old blob's goes
+    /// down after, so a crash in between can only leave a count too high (a blob freed
+    /// late), never too low.
     pub fn put_object_with(
         &self,
         key: &[u8],
@@ -574,45 +727,40 @@ impl Index {
         c: &Counters,
         release: BlobRelease<'_>,
     ) -> Result<bool> {
-        let old = self.get_object(key)?;
+        let id = self.object_id(key);
+        let old = self.directory.get_object(&id);
         if let Some(old) = &old {
             if old.pos >= entry.pos {
                 return Ok(false);
             }
         }
-        self.blob_refs
-            .insert(ref_key(&entry.blob, key), &[])
-            .map_err(|e| self.err(e))?;
-        self.expiry
-            .insert(be_key(entry.expires_at_ms, key), &[])
-            .map_err(|e| self.err(e))?;
-        if let Some(old) = &old {
-            if old.expires_at_ms != entry.expires_at_ms {
-                self.expiry
-                    .remove(be_key(old.expires_at_ms, key))
-                    .map_err(|e| self.err(e))?;
-            }
-            if old.blob != entry.blob {
-                self.blob_refs
-                    .remove(ref_key(&old.blob, key))
-                    .map_err(|e| self.err(e))?;
-            }
+        let same_blob = old.as_ref().is_some_and(|o| o.blob == entry.blob);
+        if !same_blob {
+            self.directory.add_refs(&entry.blob, 1);
         }
-        // Written last: from here on the new version is visible.
-        self.objects
-            .insert(key, encode_value(entry))
-            .map_err(|e| self.err(e))?;
-        if let Some(old) = &old {
-            if old.blob != entry.blob {
-                self.release_blob(&old.blob, c, release)?;
+        self.directory.put_object(&ObjectSlot {
+            id,
+            pos: entry.pos,
+            record_len: entry.record_len,
+            stored_at_ms: entry.stored_at_ms,
+            expires_at_ms: entry.expires_at_ms,
+            body_len: entry.body_len,
+            blob: entry.blob,
+        })?;
+        match &old {
+            Some(old) => {
+                if !same_blob {
+                    self.release_ref(&old.blob, c, release)?;
+                }
+                Counters::add(
+                    &c.live_bytes,
+                    entry.record_len as i64 - old.record_len as i64,
+                );
             }
-            Counters::add(
-                &c.live_bytes,
-                entry.record_len as i64 - old.record_len as i64,
-            );
-        } else {
-            Counters::add(&c.objects, 1);
-            Counters::add(&c.live_bytes, entry.record_len as i64);
+            None => {
+                Counters::add(&c.objects, 1);
+                Counters::add(&c.live_bytes, entry.record_len as i64);
+            }
         }
         Ok(true)
     }
@@ -625,7 +773,7 @@ impl Index {
         before: Pos,
         c: &Counters,
     ) -> Result<Option<ObjectEntry>> {
-        self.remove_object_with(key, before, c, BlobRelease::Now)
+        self.remove_object_id(&self.object_id(key), before, c, BlobRelease::Now)
     }
 
     /// [`Index::remove_object`] with a choice of what happens to a blob left unreferenced.
@@ -636,39 +784,45 @@ impl Index {
         c: &Counters,
         release: BlobRelease<'_>,
     ) -> Result<Option<ObjectEntry>> {
-        let Some(old) = self.get_object(key)? else {
+        self.remove_object_id(&self.object_id(key), before, c, release)
+    }
+
+    /// [`Index::remove_object_with`] by object id (for objects whose record is unreadable).
+    pub fn remove_object_id(
+        &self,
+        id: &ObjectId,
+        before: Pos,
+        c: &Counters,
+        release: BlobRelease<'_>,
+    ) -> Result<Option<ObjectEntry>> {
+        let Some(old) = self.get_object_id(id) else {
             return Ok(None);
         };
         if old.pos >= before {
             return Ok(None);
         }
-        self.objects.remove(key).map_err(|e| self.err(e))?;
-        self.expiry
-            .remove(be_key(old.expires_at_ms, key))
-            .map_err(|e| self.err(e))?;
-        self.blob_refs
-            .remove(ref_key(&old.blob, key))
-            .map_err(|e| self.err(e))?;
-        self.release_blob(&old.blob, c, release)?;
+        self.directory.remove_object(id);
+        self.release_ref(&old.blob, c, release)?;
         Counters::add(&c.objects, -1);
         Counters::add(&c.live_bytes, -(old.record_len as i64));
         Ok(Some(old))
     }
 
-    /// Removes an expiry entry that no longer matches its object.
-    pub fn remove_expiry_entry(&self, t: u64, key: &[u8]) -> Result<()> {
-        self.expiry
-            .remove(be_key(t, key))
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// Keys that start with `prefix`.
+    /// Keys (read from their object records) of objects whose key starts with `prefix`: a
+    /// scan of the whole directory.
     pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();
-        for item in self.objects.scan_prefix(prefix) {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            out.push(k.to_vec());
+        let mut cursor = Some(ScanCursor::default());
+        while let Some(c) = cursor {
+            let (page, next) = self.objects_page(c, 4096);
+            for (_, e) in page {
+                if let Ok(o) = self.object_record(None, &e) {
+                    if o.key.starts_with(prefix) {
+                        out.push(o.key);
+                    }
+                }
+            }
+            cursor = next;
         }
         Ok(out)
     }
@@ -676,7 +830,7 @@ impl Index {
     /// Places blob `hash` at `entry.runs` unless the index already has a placement made at
     /// or after `entry.manifest`. Returns whether it changed anything.
     pub fn put_blob(&self, hash: &[u8; 32], entry: &BlobEntry, c: &Counters) -> Result<bool> {
-        let old = self.get_blob(hash)?;
+        let old = self.directory.get_blob(hash);
         if let Some(old) = &old {
             if old.manifest >= entry.manifest {
                 return Ok(false);
@@ -693,9 +847,20 @@ impl Index {
             k.extend_from_slice(hash);
             self.seg_blobs.insert(k, &[]).map_err(|e| self.err(e))?;
         }
-        self.blobs
-            .insert(hash, encode_value(entry))
-            .map_err(|e| self.err(e))?;
+        self.directory.put_blob(&BlobSlot {
+            hash: *hash,
+            len: entry.len,
+            chunk_size: entry.chunk_size,
+            run_count: entry.runs.len() as u32,
+            first_run: entry.runs.first().copied().unwrap_or(Run {
+                segment: 0,
+                offset: 0,
+                len: 0,
+            }),
+            manifest: entry.manifest,
+            manifest_len: entry.manifest_len,
+            refs: 0,
+        })?;
         if old.is_none() {
             Counters::add(&c.blobs, 1);
             Counters::add(&c.live_bytes, entry.len as i64);
@@ -703,10 +868,13 @@ impl Index {
         Ok(true)
     }
 
-    fn release_blob(&self, hash: &[u8; 32], c: &Counters, release: BlobRelease<'_>) -> Result<()> {
+    fn release_ref(&self, hash: &[u8; 32], c: &Counters, release: BlobRelease<'_>) -> Result<()> {
+        let left = self.directory.add_refs(hash, -1);
         match release {
             BlobRelease::Now => {
-                self.free_blob_if_unreferenced(hash, c)?;
+                if left == Some(0) {
+                    self.drop_blob_entry(hash, c)?;
+                }
             }
             BlobRelease::Defer(set) => {
                 set.insert(*hash);
@@ -717,44 +885,53 @@ impl Index {
 
     /// Drops a blob's entry when no object refers to it any more.
     pub fn free_blob_if_unreferenced(&self, hash: &[u8; 32], c: &Counters) -> Result<bool> {
-        if self.blob_has_refs(hash)? {
+        if self.directory.get_blob(hash).is_some_and(|b| b.refs > 0) {
             return Ok(false);
         }
         self.drop_blob_entry(hash, c)
     }
 
-    /// Drops a blob's entry (its objects must already be gone or be removed by the caller).
+    /// Drops a blob's entry; objects still naming it become misses (lookups and the expiry
+    /// scan drop them).
     pub fn drop_blob_entry(&self, hash: &[u8; 32], c: &Counters) -> Result<bool> {
-        match self.blobs.remove(hash).map_err(|e| self.err(e))? {
-            Some(v) => {
-                let len = decode_value::<BlobEntry>(&v).map(|b| b.len).unwrap_or(0);
+        match self.directory.remove_blob(hash) {
+            Some(b) => {
                 Counters::add(&c.blobs, -1);
-                Counters::add(&c.live_bytes, -(len as i64));
+                Counters::add(&c.live_bytes, -(b.len as i64));
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    /// Recomputes the counters by walking the objects and blobs trees.
+    /// Sets blob `hash`'s reference count (verify's repair).
+    pub fn set_blob_refs(&self, hash: &[u8; 32], refs: u32) -> bool {
+        self.directory.set_refs(hash, refs)
+    }
+
+    /// Recomputes the counters by scanning the directory.
     pub fn recount(&self, dedup_saved_bytes: u64) -> Result<CounterValues> {
         let mut v = CounterValues {
             dedup_saved_bytes,
             ..Default::default()
         };
-        for item in self.objects.iter() {
-            let (_, val) = item.map_err(|e| self.err(e))?;
-            if let Ok(e) = decode_value::<ObjectEntry>(&val) {
+        let mut cursor = Some(ScanCursor::default());
+        while let Some(c) = cursor {
+            let (page, next) = self.directory.scan_objects(c, 4096);
+            for o in page {
                 v.objects += 1;
-                v.live_bytes += e.record_len as u64;
+                v.live_bytes += o.record_len as u64;
             }
+            cursor = next;
         }
-        for item in self.blobs.iter() {
-            let (_, val) = item.map_err(|e| self.err(e))?;
-            if let Ok(b) = decode_value::<BlobEntry>(&val) {
+        let mut cursor = Some(ScanCursor::default());
+        while let Some(c) = cursor {
+            let (page, next) = self.directory.scan_blobs(c, 4096);
+            for b in page {
                 v.blobs += 1;
                 v.live_bytes += b.len;
             }
+            cursor = next;
         }
         Ok(v)
     }
@@ -762,138 +939,56 @@ impl Index {
     /// Every object and blob that needs segment `id` (a full scan: for a segment file that
     /// disappeared, whose records cannot be walked).
     pub fn entries_needing_segment(&self, id: u64) -> Result<SegmentContents> {
-        let mut keys = Vec::new();
-        for item in self.objects.iter() {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if decode_value::<ObjectEntry>(&v).is_ok_and(|e| e.pos.segment == id) {
-                keys.push(k.to_vec());
-            }
+        let mut ids = Vec::new();
+        let mut cursor = Some(ScanCursor::default());
+        while let Some(c) = cursor {
+            let (page, next) = self.directory.scan_objects(c, 4096);
+            ids.extend(
+                page.into_iter()
+                    .filter(|o| o.pos.segment == id)
+                    .map(|o| o.id),
+            );
+            cursor = next;
         }
         let mut hashes = Vec::new();
-        for item in self.blobs.iter() {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if decode_value::<BlobEntry>(&v).is_ok_and(|b| b.needs_segment(id)) {
-                if let Ok(h) = <[u8; 32]>::try_from(k.as_ref()) {
-                    hashes.push(h);
+        let mut cursor = Some(ScanCursor::default());
+        while let Some(c) = cursor {
+            let (page, next) = self.directory.scan_blobs(c, 4096);
+            for b in page {
+                // A multi-run blob whose record is readable lists its runs; if the record
+                // itself is unreadable the blob is unusable anyway.
+                let needs = b.manifest.segment == id
+                    || (b.run_count > 0 && b.first_run.segment == id)
+                    || (b.run_count > 1 && self.blob_entry(&b).is_none_or(|e| e.needs_segment(id)));
+                if needs {
+                    hashes.push(b.hash);
                 }
             }
+            cursor = next;
         }
-        Ok((keys, hashes))
+        Ok((ids, hashes))
     }
 
-    /// One page of the objects tree after `after`, each value decoded on its own (an
-    /// undecodable entry is returned as its error rather than failing the page): for
-    /// `verify`, which must report damage instead of stopping at it.
-    pub fn objects_page_raw(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<RawEntry<ObjectEntry>>> {
-        Self::page_raw(self, &self.objects, after, limit)
-    }
-
-    /// [`Index::objects_page_raw`] for the blobs tree.
-    pub fn blobs_page_raw(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<RawEntry<BlobEntry>>> {
-        Self::page_raw(self, &self.blobs, after, limit)
-    }
-
-    fn page_raw<T: for<'de> Deserialize<'de>>(
-        &self,
-        tree: &sled::Tree,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<RawEntry<T>>> {
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match after {
-            Some(a) => {
-                let mut start = a.to_vec();
-                start.push(0);
-                Box::new(tree.range(start..))
-            }
-            None => Box::new(tree.iter()),
-        };
+    /// Objects (id and the version seen) that use one of `blobs`: a scan of the directory,
+    /// for removing the sharers of blobs that were dropped.
+    pub fn objects_using(&self, blobs: &HashSet<[u8; 32]>) -> Vec<(ObjectId, ObjectEntry)> {
         let mut out = Vec::new();
-        for item in iter.take(limit) {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            out.push((k.to_vec(), decode_value(&v)));
+        if blobs.is_empty() {
+            return out;
         }
-        Ok(out)
-    }
-
-    /// Whether `blob_refs` holds the reference of `key` to `hash`.
-    pub fn has_blob_ref(&self, hash: &[u8; 32], key: &[u8]) -> Result<bool> {
-        self.blob_refs
-            .contains_key(ref_key(hash, key))
-            .map_err(|e| self.err(e))
-    }
-
-    /// Adds or removes one `blob_refs` entry (verify's repair of a reference set that
-    /// disagrees with the objects tree).
-    pub fn set_blob_ref(&self, hash: &[u8; 32], key: &[u8], present: bool) -> Result<()> {
-        if present {
-            self.blob_refs
-                .insert(ref_key(hash, key), &[])
-                .map_err(|e| self.err(e))?;
-        } else {
-            self.blob_refs
-                .remove(ref_key(hash, key))
-                .map_err(|e| self.err(e))?;
+        let mut cursor = Some(ScanCursor::default());
+        while let Some(c) = cursor {
+            let (page, next) = self.objects_page(c, 4096);
+            out.extend(page.into_iter().filter(|(_, e)| blobs.contains(&e.blob)));
+            cursor = next;
         }
-        Ok(())
+        out
     }
 
-    /// Removes an objects-tree entry whose value cannot be decoded (its references, if
-    /// any, are found and removed as stale by `verify`).
-    pub fn remove_undecodable_object(&self, key: &[u8], c: &Counters) -> Result<bool> {
-        let removed = self.objects.remove(key).map_err(|e| self.err(e))?.is_some();
-        if removed {
-            Counters::add(&c.objects, -1);
-        }
-        Ok(removed)
+    /// Checksum failures the directory's scans have met since open.
+    pub fn damaged_slots_seen(&self) -> u64 {
+        self.directory.damaged_seen()
     }
-
-    /// Removes a blobs-tree entry whatever its value holds.
-    pub fn remove_blob_key(&self, key: &[u8], c: &Counters) -> Result<bool> {
-        match self.blobs.remove(key).map_err(|e| self.err(e))? {
-            Some(v) => {
-                let len = decode_value::<BlobEntry>(&v).map(|b| b.len).unwrap_or(0);
-                Counters::add(&c.blobs, -1);
-                Counters::add(&c.live_bytes, -(len as i64));
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    /// Hashes of all blobs (for cleanup after a rebuild).
-    pub fn blob_hashes(&self) -> Result<Vec<[u8; 32]>> {
-        let mut out = Vec::new();
-        for item in self.blobs.iter() {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            if let Ok(h) = <[u8; 32]>::try_from(k.as_ref()) {
-                out.push(h);
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn ref_key(hash: &[u8; 32], key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(32 + key.len());
-    k.extend_from_slice(hash);
-    k.extend_from_slice(key);
-    k
-}
-
-/// An 8-byte big-endian number (time or segment id) followed by a key: sorts by number.
-fn be_key(t: u64, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + key.len());
-    k.extend_from_slice(&t.to_be_bytes());
-    k.extend_from_slice(key);
-    k
 }
 
 #[cfg(test)]
@@ -904,9 +999,6 @@ mod tests {
         ObjectEntry {
             pos,
             record_len: 100,
-            distribution: "d".into(),
-            tags: vec![],
-            meta: vec![1, 2],
             stored_at_ms: 1,
             expires_at_ms: exp,
             blob: [blob; 32],
@@ -924,27 +1016,16 @@ mod tests {
                 len: 5,
             }],
             manifest,
+            manifest_len: 100,
         }
+    }
+
+    fn open(dir: &Path) -> Index {
+        Index::open(dir, 1 << 20, 7, SegmentMap::default()).unwrap()
     }
 
     #[test]
     fn values_round_trip_with_version_byte() {
-        let e = entry(
-            Pos {
-                segment: 3,
-                offset: 99,
-            },
-            7,
-            1000,
-        );
-        let enc = encode_value(&e);
-        assert_eq!(enc[0], INDEX_VALUE_VERSION);
-        assert_eq!(decode_value::<ObjectEntry>(&enc), Ok(e));
-        let b = blob(Pos {
-            segment: 1,
-            offset: 2,
-        });
-        assert_eq!(decode_value::<BlobEntry>(&encode_value(&b)), Ok(b));
         let cp = Checkpoint {
             watermark: Pos {
                 segment: 4,
@@ -958,38 +1039,48 @@ mod tests {
                 dedup_saved_bytes: 4,
             },
         };
-        assert_eq!(decode_value::<Checkpoint>(&encode_value(&cp)), Ok(cp));
+        let enc = encode_value(&cp);
+        assert_eq!(enc[0], INDEX_VALUE_VERSION);
+        assert_eq!(decode_value::<Checkpoint>(&enc), Ok(cp));
+        let s = SegmentEntry {
+            state: SegmentState::Sealed,
+            created_at_ms: 9,
+        };
+        assert_eq!(decode_value::<SegmentEntry>(&encode_value(&s)), Ok(s));
     }
 
     #[test]
     fn value_decoding_refuses_bad_input() {
         assert!(matches!(
-            decode_value::<ObjectEntry>(&[]),
+            decode_value::<Checkpoint>(&[]),
             Err(DecodeError::Truncated { .. })
         ));
-        let mut enc = encode_value(&entry(Pos::ZERO, 1, 1));
+        let mut enc = encode_value(&Checkpoint {
+            watermark: Pos::ZERO,
+            next_segment: 1,
+            counters: CounterValues::default(),
+        });
         enc[0] = 9;
         assert_eq!(
-            decode_value::<ObjectEntry>(&enc),
+            decode_value::<Checkpoint>(&enc),
             Err(DecodeError::UnsupportedVersion(9))
         );
         enc[0] = INDEX_VALUE_VERSION;
         enc.push(0);
         assert_eq!(
-            decode_value::<ObjectEntry>(&enc),
+            decode_value::<Checkpoint>(&enc),
             Err(DecodeError::TrailingBytes(1))
         );
         // Huge claimed lengths fail without allocating.
         let mut evil = vec![INDEX_VALUE_VERSION];
-        evil.extend_from_slice(&[0u8; 24]);
         evil.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(decode_value::<ObjectEntry>(&evil).is_err());
+        assert!(decode_value::<Vec<u8>>(&evil).is_err());
     }
 
     #[test]
     fn put_and_remove_are_idempotent_and_ordered_by_position() {
         let dir = tempfile::tempdir().unwrap();
-        let ix = Index::open(dir.path(), 1 << 20).unwrap();
+        let ix = open(dir.path());
         let c = Counters::default();
         let p1 = Pos {
             segment: 1,
@@ -1005,6 +1096,7 @@ mod tests {
         assert!(!ix.put_object(b"k", &entry(p1, 7, 10), &c).unwrap());
         assert_eq!(c.load().objects, 1);
         assert_eq!(c.load().blobs, 1);
+        assert_eq!(ix.blob_ref_count(&[7; 32]), Some(1));
         // A tombstone written before the object does not remove it.
         assert!(ix.remove_object(b"k", p1, &c).unwrap().is_none());
         assert!(ix.remove_object(b"k", p2, &c).unwrap().is_some());
@@ -1018,7 +1110,7 @@ mod tests {
     #[test]
     fn shared_blob_lives_while_referenced() {
         let dir = tempfile::tempdir().unwrap();
-        let ix = Index::open(dir.path(), 1 << 20).unwrap();
+        let ix = open(dir.path());
         let c = Counters::default();
         let p = |o| Pos {
             segment: 1,
@@ -1027,7 +1119,7 @@ mod tests {
         ix.put_blob(&[1; 32], &blob(p(1)), &c).unwrap();
         ix.put_object(b"a", &entry(p(2), 1, 10), &c).unwrap();
         ix.put_object(b"b", &entry(p(3), 1, 10), &c).unwrap();
-        assert_eq!(ix.blob_refs(&[1; 32]).unwrap().len(), 2);
+        assert_eq!(ix.blob_ref_count(&[1; 32]), Some(2));
         ix.remove_object(b"a", p(4), &c).unwrap();
         assert!(ix.get_blob(&[1; 32]).unwrap().is_some());
         // Replacing b's body frees the old blob.
@@ -1035,6 +1127,8 @@ mod tests {
         ix.put_object(b"b", &entry(p(6), 2, 10), &c).unwrap();
         assert!(ix.get_blob(&[1; 32]).unwrap().is_none());
         assert_eq!(ix.recount(0).unwrap(), c.load());
-        assert_eq!(ix.expired_before(11, 10).unwrap().len(), 1);
+        let (expired, wrapped) = ix.expiry_scan(11, 1 << 20);
+        assert!(wrapped);
+        assert_eq!(expired.len(), 1);
     }
 }

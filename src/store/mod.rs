@@ -11,6 +11,7 @@ mod body;
 pub mod clock;
 mod config;
 mod dir;
+pub mod directory;
 mod error;
 pub mod index;
 mod liveness;
@@ -19,15 +20,16 @@ mod recency;
 pub mod record;
 mod recovery;
 mod segment;
+pub mod slot_table;
 mod sweeper;
 mod usage;
 mod verify;
 mod writer;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 pub use body::Body;
@@ -44,7 +46,7 @@ pub use verify::{
 pub use writer::ObjectWriter;
 
 use crate::store::dir::CacheDir;
-use crate::store::index::{Counters, Index, ObjectEntry};
+use crate::store::index::{Counters, Index};
 use crate::store::log::Log;
 use crate::store::recency::Recency;
 use crate::store::segment::Segment;
@@ -82,17 +84,18 @@ pub struct ObjectInfo {
 }
 
 impl ObjectInfo {
-    fn from_entry(key: Vec<u8>, e: ObjectEntry) -> Self {
+    /// The object as its record at `pos` describes it.
+    fn from_record(o: record::ObjectRecord, pos: Pos) -> Self {
         Self {
-            key,
-            distribution: e.distribution,
-            tags: e.tags,
-            meta: e.meta,
-            stored_at: clock::from_ms(e.stored_at_ms),
-            expires_at: clock::from_ms(e.expires_at_ms),
-            body_len: e.body_len,
-            blob: e.blob,
-            record: e.pos,
+            key: o.key,
+            distribution: o.distribution,
+            tags: o.tags,
+            meta: o.meta,
+            stored_at: clock::from_ms(o.stored_at_ms),
+            expires_at: clock::from_ms(o.expires_at_ms),
+            body_len: o.body_len,
+            blob: o.blob,
+            record: pos,
         }
     }
 }
@@ -227,7 +230,7 @@ pub(crate) struct Inner {
     pub index: Index,
     /// Every live segment, by id; lookups clone the `Arc` so that a reclaimed segment's
     /// mapping outlives its last reader.
-    pub segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    pub segments: index::SegmentMap,
     /// The active segment and write position. Every index mutation happens under this lock,
     /// in the order of the records that cause it, so a checkpoint taken under it is exact.
     pub log: Mutex<Log>,
@@ -445,15 +448,25 @@ impl Store {
         body::lookup_async(&self.inner, key).await
     }
 
-    /// Metadata of `key` without its body (no checks, no recency).
+    /// Metadata of `key` without its body (no body checks, no recency). An object whose
+    /// record cannot be read is reported absent.
     pub fn info(&self, key: &[u8]) -> Result<Option<ObjectInfo>> {
         let now = self.inner.now_ms();
-        Ok(self
+        let Some(e) = self
             .inner
             .index
             .get_object(key)?
             .filter(|e| !self.inner.is_dead(e.expires_at_ms, now))
-            .map(|e| ObjectInfo::from_entry(key.to_vec(), e)))
+            .filter(|e| self.inner.index.has_blob(&e.blob))
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .inner
+            .index
+            .object_record(Some(key), &e)
+            .ok()
+            .map(|o| ObjectInfo::from_record(o, e.pos)))
     }
 
     /// Replaces the metadata and times of `key` without touching its body (a 304
@@ -478,57 +491,45 @@ impl Store {
         writer::remove_prefix(&self.inner, prefix)
     }
 
-    /// One page of objects in key order: those starting with `prefix`, after key `after`.
-    pub fn list(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<ObjectInfo>> {
-        let now = self.inner.now_ms();
-        Ok(self
-            .inner
-            .index
-            .objects_from(prefix, after, limit)?
-            .into_iter()
-            .filter(|(_, e)| !self.inner.is_dead(e.expires_at_ms, now))
-            .map(|(k, e)| ObjectInfo::from_entry(k, e))
-            .collect())
+    /// Up to `limit` objects whose key starts with `prefix` (a scan of the directory; no
+    /// particular order).
+    pub fn list(&self, prefix: &[u8], limit: usize) -> Result<Vec<ObjectInfo>> {
+        self.iter_prefix(prefix).take(limit).collect()
     }
 
-    /// Every object (in key order), fetched a page at a time.
+    /// Every object whose key starts with `prefix`, in directory order (not key order: the
+    /// directory is keyed by hash, so this reads every object's record).
+    pub fn iter_prefix<'a>(
+        &'a self,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = Result<ObjectInfo>> + 'a {
+        self.iter()
+            .filter(move |o| o.as_ref().map_or(true, |o| o.key.starts_with(prefix)))
+    }
+
+    /// Every object, in directory order, fetched a page at a time. Objects whose record
+    /// cannot be read are left out.
     pub fn iter(&self) -> impl Iterator<Item = Result<ObjectInfo>> + '_ {
-        let mut after: Option<Vec<u8>> = None;
+        let mut cursor = Some(directory::ScanCursor::default());
         let mut page: std::vec::IntoIter<ObjectInfo> = Vec::new().into_iter();
-        let mut done = false;
         std::iter::from_fn(move || loop {
             if let Some(o) = page.next() {
                 return Some(Ok(o));
             }
-            if done {
-                return None;
-            }
-            match self.inner.index.objects_from(b"", after.as_deref(), 1024) {
-                Ok(p) => {
-                    if p.len() < 1024 {
-                        done = true;
-                    }
-                    if let Some((k, _)) = p.last() {
-                        after = Some(k.clone());
-                    }
-                    let now = self.inner.now_ms();
-                    let v: Vec<_> = p
-                        .into_iter()
-                        .filter(|(_, e)| !self.inner.is_dead(e.expires_at_ms, now))
-                        .map(|(k, e)| ObjectInfo::from_entry(k, e))
-                        .collect();
-                    page = v.into_iter();
-                }
-                Err(e) => {
-                    done = true;
-                    return Some(Err(e));
-                }
-            }
+            let c = cursor?;
+            let (p, next) = self.inner.index.objects_page(c, 1024);
+            cursor = next;
+            let now = self.inner.now_ms();
+            let v: Vec<_> = p
+                .into_iter()
+                .filter(|(_, e)| !self.inner.is_dead(e.expires_at_ms, now))
+                .filter(|(_, e)| self.inner.index.has_blob(&e.blob))
+                .filter_map(|(_, e)| {
+                    let o = self.inner.index.object_record(None, &e).ok()?;
+                    Some(ObjectInfo::from_record(o, e.pos))
+                })
+                .collect();
+            page = v.into_iter();
         })
     }
 
@@ -537,7 +538,7 @@ impl Store {
         let Some(b) = self.inner.index.get_blob(hash)? else {
             return Ok(None);
         };
-        let references = self.inner.index.blob_refs(hash)?.len();
+        let references = self.inner.index.blob_ref_count(hash).unwrap_or(0) as usize;
         Ok(Some(BlobInfo {
             hash: *hash,
             len: b.len,

@@ -12,10 +12,11 @@ use std::time::Instant;
 
 use crate::store::config::{FsyncPolicy, StoreConfig};
 use crate::store::dir::CacheDir;
+use crate::store::directory::ObjectId;
 use crate::store::error::{Result, StoreError};
 use crate::store::index::{
     BlobEntry, BlobRelease, Checkpoint, CounterValues, Counters, Index, ObjectEntry, Pos,
-    SegmentContents, SegmentEntry, INDEX_LAYOUT,
+    SegmentContents, SegmentEntry, SegmentMap, INDEX_LAYOUT,
 };
 use crate::store::log::Log;
 use crate::store::recency::Recency;
@@ -40,19 +41,33 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
 
     let mut report = OpenReport::default();
     let mut rebuild_reason: Option<String> = force_rebuild.then(|| "requested".to_string());
+    let segment_map: SegmentMap = Arc::new(RwLock::new(files));
     let mut index = if force_rebuild {
-        fresh_index(&dir, &cfg)?
+        fresh_index(&dir, &cfg, &segment_map)?
     } else {
-        match Index::open(&dir.index(), cfg.index_cache_bytes) {
+        match Index::open(
+            &dir.index(),
+            cfg.index_cache_bytes,
+            dir.salt,
+            segment_map.clone(),
+        ) {
             Ok(ix) => ix,
             Err(failure) => {
                 tracing::error!(dir = %dir.index().display(), %failure, "cache index cannot be opened; rebuilding it from the segments");
                 rebuild_reason = Some(failure.to_string());
-                fresh_index(&dir, &cfg)?
+                fresh_index(&dir, &cfg, &segment_map)?
             }
         }
     };
     let mut checkpoint = None;
+    if rebuild_reason.is_none() {
+        // Without a checkpoint the index is new (or empty): a directory created just now is
+        // expected. With one, the directory had to be there and whole.
+        let has_checkpoint = matches!(index.read_checkpoint(), Ok(Some(_)));
+        if let (Some(problem), true) = (index.directory_problem(), has_checkpoint) {
+            rebuild_reason = Some(format!("the object directory is not usable: {problem}"));
+        }
+    }
     if rebuild_reason.is_none() {
         match index.read_checkpoint() {
             Ok(Some(cp)) => match index.layout() {
@@ -77,20 +92,24 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
             // Never rebuild into a database that is wrong: start from an empty one.
             tracing::error!(dir = %dir.index().display(), %reason, "cache index is not usable; rebuilding it from the segments");
             drop(index);
-            index = fresh_index(&dir, &cfg)?;
+            index = fresh_index(&dir, &cfg, &segment_map)?;
         }
     }
     report.clean_shutdown = rebuild_reason.is_none() && index.was_clean().unwrap_or(false);
 
     // The new active segment: after every id on disk and every id the index handed out.
-    let max_file = files.keys().next_back().copied().unwrap_or(0);
+    let (max_file, bytes_on_disk) = {
+        let segs = segment_map.read().unwrap_or_else(|e| e.into_inner());
+        (
+            segs.keys().next_back().copied().unwrap_or(0),
+            segs.values().map(|s| s.allocated()).sum::<u64>(),
+        )
+    };
     let next = max_file.max(
         checkpoint
             .map(|c| c.next_segment.saturating_sub(1))
             .unwrap_or(0),
     ) + 1;
-    let segments: BTreeMap<u64, Arc<Segment>> = files;
-    let bytes_on_disk: u64 = segments.values().map(|s| s.allocated()).sum();
 
     let mut inner = Inner {
         recency: Recency::new(cfg.recency_bits),
@@ -101,7 +120,7 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
         }),
         seg_dir,
         index,
-        segments: RwLock::new(segments),
+        segments: segment_map,
         counters: Counters::default(),
         bytes_on_disk: AtomicU64::new(bytes_on_disk),
         quarantine: Mutex::new(HashMap::new()),
@@ -131,8 +150,8 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
                         segment = id,
                         "segment file is missing; dropping the objects stored in it"
                     );
-                    let (keys, hashes) = inner.index.entries_needing_segment(*id)?;
-                    inner.drop_entries_in_segment(*id, &keys, &hashes)?;
+                    let (ids, hashes) = inner.index.entries_needing_segment(*id)?;
+                    inner.drop_entries_in_segment(*id, &ids, &hashes)?;
                     inner.index.remove_segment(*id)?;
                     inner.events.lost_segments.fetch_add(1, Ordering::Relaxed);
                     report.lost_segments.push(*id);
@@ -213,11 +232,17 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
     Ok(inner)
 }
 
-fn fresh_index(dir: &CacheDir, cfg: &StoreConfig) -> Result<Index> {
+fn fresh_index(dir: &CacheDir, cfg: &StoreConfig, segment_map: &SegmentMap) -> Result<Index> {
     if let Some(aside) = dir.move_index_aside()? {
         tracing::warn!(moved_to = %aside.display(), "moved the old cache index aside");
     }
-    Index::open(&dir.index(), cfg.index_cache_bytes).map_err(|f| StoreError::Index {
+    Index::open(
+        &dir.index(),
+        cfg.index_cache_bytes,
+        dir.salt,
+        segment_map.clone(),
+    )
+    .map_err(|f| StoreError::Index {
         dir: dir.index(),
         message: f.to_string(),
     })
@@ -291,7 +316,9 @@ fn replay(inner: &Inner, from: Pos, segs: &[Arc<Segment>]) -> Result<ReplayStats
                         if pass == 0 {
                             stats.records += 1;
                             if r.header.kind == RecordKind::Blob {
-                                if let Some(h) = inner.replay_blob(pos, r.payload)? {
+                                if let Some(h) =
+                                    inner.replay_blob(pos, r.header.record_len(), r.payload)?
+                                {
                                     touched.insert(h);
                                 }
                             }
@@ -344,7 +371,7 @@ fn replay(inner: &Inner, from: Pos, segs: &[Arc<Segment>]) -> Result<ReplayStats
 }
 
 impl Inner {
-    fn replay_blob(&self, pos: Pos, payload: &[u8]) -> Result<Option<[u8; 32]>> {
+    fn replay_blob(&self, pos: Pos, record_len: u64, payload: &[u8]) -> Result<Option<[u8; 32]>> {
         let m: BlobRecord = match decode_payload(payload) {
             Ok(m) => m,
             Err(e) => {
@@ -371,6 +398,7 @@ impl Inner {
             chunk_size: m.chunk_size,
             runs: m.runs,
             manifest: pos,
+            manifest_len: record_len as u32,
         };
         self.index.put_blob(&m.hash, &entry, &self.counters)?;
         Ok(Some(m.hash))
@@ -401,7 +429,7 @@ impl Inner {
             )?;
             return Ok(());
         }
-        if self.index.get_blob(&o.blob)?.is_none() {
+        if !self.index.has_blob(&o.blob) {
             // Its body is gone (evicted, or its blob record is damaged): the key has no
             // usable version from here on, and an older one must not stand in for it.
             self.index.remove_object_with(
@@ -415,9 +443,6 @@ impl Inner {
         let entry = ObjectEntry {
             pos,
             record_len: record_len as u32,
-            distribution: o.distribution,
-            tags: o.tags,
-            meta: o.meta,
             stored_at_ms: o.stored_at_ms,
             expires_at_ms: o.expires_at_ms,
             blob: o.blob,
@@ -460,49 +485,56 @@ impl Inner {
         Ok(())
     }
 
-    /// Drops, of the given candidates, every blob that needs segment `id` (with the objects
-    /// sharing it) and every object whose record is in `id`. Returns the objects dropped.
+    /// Drops, of the given candidates, every blob that needs segment `id` (with every object
+    /// using it, found by a scan of the directory) and every object whose record is in `id`.
+    /// Returns the objects dropped.
     pub(crate) fn drop_entries_in_segment(
         &self,
         id: u64,
-        keys: &[Vec<u8>],
+        ids: &[ObjectId],
         hashes: &[[u8; 32]],
     ) -> Result<u64> {
         let mut dropped = 0;
+        let mut dropped_blobs = HashSet::new();
         for h in hashes {
-            let Some(b) = self.index.get_blob(h)? else {
-                continue;
+            let needs = match self.index.get_blob(h)? {
+                Some(b) => b.needs_segment(id),
+                // Present but its record is unreadable: unusable either way.
+                None => self.index.has_blob(h),
             };
-            if !b.needs_segment(id) {
-                continue;
+            if needs && self.index.drop_blob_entry(h, &self.counters)? {
+                dropped_blobs.insert(*h);
             }
-            for k in self.index.blob_refs(h)? {
-                if self
-                    .index
-                    .remove_object(&k, POS_MAX, &self.counters)?
-                    .is_some()
-                {
-                    dropped += 1;
-                }
-            }
-            self.index.drop_blob_entry(h, &self.counters)?;
         }
-        for k in keys {
-            if let Some(e) = self.index.get_object(k)? {
+        for oid in ids {
+            if let Some(e) = self.index.get_object_id(oid) {
                 if e.pos.segment == id
                     && self
                         .index
-                        .remove_object(k, POS_MAX, &self.counters)?
+                        .remove_object_id(oid, POS_MAX, &self.counters, BlobRelease::Now)?
                         .is_some()
                 {
                     dropped += 1;
                 }
             }
         }
+        for (oid, seen) in self.index.objects_using(&dropped_blobs) {
+            let after = Pos {
+                segment: seen.pos.segment,
+                offset: seen.pos.offset + 1,
+            };
+            if self
+                .index
+                .remove_object_id(&oid, after, &self.counters, BlobRelease::Now)?
+                .is_some()
+            {
+                dropped += 1;
+            }
+        }
         Ok(dropped)
     }
 
-    /// The object keys and blob hashes whose records are in `seg`, found by walking it,
+    /// The objects (by id) and blob hashes whose records are in `seg`, found by walking it,
     /// plus the hinted blobs with chunks there. If the walk cannot reach the end (a damaged
     /// header), the index is scanned instead, so nothing is left pointing into the segment.
     pub(crate) fn segment_contents(&self, seg: &Segment) -> Result<SegmentContents> {
@@ -524,7 +556,7 @@ impl Inner {
             match r.header.kind {
                 RecordKind::Object => {
                     if let Ok(o) = decode_payload::<ObjectRecord>(r.payload) {
-                        keys.push(o.key);
+                        keys.push(self.index.object_id(&o.key));
                     }
                 }
                 RecordKind::Blob => {

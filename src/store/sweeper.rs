@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use crate::store::batch::RecordBatch;
 use crate::store::body::read_extent;
 use crate::store::error::{Result, StoreError};
-use crate::store::index::{BlobEntry, ObjectEntry};
+use crate::store::index::{BlobEntry, BlobRelease, ObjectEntry, Pos};
 use crate::store::log::runs_from;
-use crate::store::record::{encode_payload, ObjectRecord, RecordKind, CHUNK_SIZE};
+use crate::store::record::{encode_payload, RecordKind, CHUNK_SIZE};
 use crate::store::recovery::POS_MAX;
 use crate::store::segment::Segment;
 use crate::store::{Inner, Wake};
@@ -34,8 +34,9 @@ pub struct SweepReport {
     pub copied_bytes: u64,
 }
 
-/// Expiry entries handled per lock hold.
-const EXPIRY_BATCH: usize = 1024;
+/// Directory slots the expiry scan reads per lock hold, and per sweeper pass.
+const EXPIRY_BATCH: usize = 4096;
+const EXPIRY_SCAN_SLOTS: usize = 256 * 1024;
 
 impl Inner {
     pub(crate) fn sweep(&self) -> Result<SweepReport> {
@@ -69,37 +70,37 @@ impl Inner {
         segs.values().find(|s| Some(s.id) != active).cloned()
     }
 
+    /// Goes on with the incremental scan of the directory: objects past expiry plus grace
+    /// are dropped, and so are objects whose blob is gone (it was reclaimed or damaged under
+    /// another key that shared it). A pass looks at up to `EXPIRY_SCAN_SLOTS` slots, so a
+    /// full cycle over N objects takes about N / EXPIRY_SCAN_SLOTS passes.
     fn expire(&self, r: &mut SweepReport) -> Result<()> {
         let now = self.now_ms();
         let grace = self.cfg.stale_grace.as_millis() as u64;
-        let Some(cutoff) = now.checked_sub(grace) else {
-            return Ok(());
-        };
-        // expires_at + grace <= now  <=>  expires_at <= cutoff
-        for _ in 0..1_000_000 {
-            let batch = self
-                .index
-                .expired_before(cutoff.saturating_add(1), EXPIRY_BATCH)?;
-            let n = batch.len();
-            {
+        // expires_at + grace <= now  <=>  expires_at < now - grace + 1
+        let before = now.checked_sub(grace).map_or(0, |c| c.saturating_add(1));
+        let mut scanned = 0;
+        while scanned < EXPIRY_SCAN_SLOTS {
+            let (batch, wrapped) = self.index.expiry_scan(before, EXPIRY_BATCH);
+            scanned += EXPIRY_BATCH;
+            if !batch.is_empty() {
                 let _log = self.lock_log();
-                for (t, key) in batch {
-                    match self.index.get_object(&key)? {
-                        Some(e) if e.expires_at_ms == t => {
-                            if self
-                                .index
-                                .remove_object(&key, POS_MAX, &self.counters)?
-                                .is_some()
-                            {
-                                r.expired += 1;
-                            }
-                        }
-                        // A leftover entry of an older version: just drop it.
-                        _ => self.index.remove_expiry_entry(t, &key)?,
+                for (id, seen) in batch {
+                    // Only the version the scan saw: a newer one may have been written since.
+                    let after = Pos {
+                        segment: seen.pos.segment,
+                        offset: seen.pos.offset + 1,
+                    };
+                    if self
+                        .index
+                        .remove_object_id(&id, after, &self.counters, BlobRelease::Now)?
+                        .is_some()
+                    {
+                        r.expired += 1;
                     }
                 }
             }
-            if n < EXPIRY_BATCH {
+            if wrapped {
                 break;
             }
         }
@@ -118,14 +119,15 @@ impl Inner {
         let started = Instant::now();
         let mut copied_objects = 0u64;
         let mut evicted = 0u64;
-        // Keys given their second chance in this reclaim.
+        // Keys and blobs given their second chance in this reclaim.
         let mut survivors: Vec<Vec<u8>> = Vec::new();
         // Copies that failed (a full cache refuses them while it reclaims): one warning
         // per reclaimed segment, not one per object.
         let mut copy_failures = 0u64;
         let mut first_copy_error: Option<StoreError> = None;
 
-        let (keys, hashes) = self.segment_contents(seg)?;
+        let (ids, hashes) = self.segment_contents(seg)?;
+        let mut dropped_blobs = std::collections::HashSet::new();
         for hash in hashes {
             let Some(blob) = self.index.get_blob(&hash)? else {
                 continue;
@@ -133,23 +135,17 @@ impl Inner {
             if !blob.needs_segment(id) {
                 continue;
             }
-            let refs = self.index.blob_refs(&hash)?;
-            let mut hot = Vec::new();
-            for k in &refs {
-                if let Some(e) = self.index.get_object(k)? {
-                    if e.blob == hash && self.is_hot_and_fresh(k, &e, now) {
-                        hot.push(k.clone());
-                    }
-                }
-            }
-            if !hot.is_empty() && blob.len <= *budget {
+            // Lookups mark the blob as well as the key: read since written means some key
+            // still wants these bytes.
+            let hot = self.recency.is_hot(&hash) && self.index.blob_ref_count(&hash) > Some(0);
+            if hot && blob.len <= *budget {
                 match self.copy_blob(&hash, &blob) {
                     Ok(true) => {
                         *budget -= blob.len;
                         r.copied_bytes += blob.len;
-                        // Their bits are cleared at the end, after their own records (which
-                        // may be in this segment too) have been judged hot as well.
-                        survivors.extend(hot);
+                        // Its bit is cleared at the end, after the records of the keys that
+                        // read it (which may be in this segment too) have been judged as well.
+                        survivors.push(hash.to_vec());
                         continue;
                     }
                     Ok(false) => continue,
@@ -163,39 +159,32 @@ impl Inner {
             let Some(blob) = self.index.get_blob(&hash)? else {
                 continue;
             };
-            if blob.needs_segment(id) {
-                for k in self.index.blob_refs(&hash)? {
-                    if self
-                        .index
-                        .remove_object(&k, POS_MAX, &self.counters)?
-                        .is_some()
-                    {
-                        evicted += 1;
-                    }
-                }
-                self.index.drop_blob_entry(&hash, &self.counters)?;
+            if blob.needs_segment(id) && self.index.drop_blob_entry(&hash, &self.counters)? {
+                // Objects sharing it go below (records in this segment) or after the
+                // directory scan that follows (records elsewhere).
+                dropped_blobs.insert(hash);
             }
         }
 
-        for key in keys {
+        for oid in ids {
             let mut log = self.lock_log();
-            let Some(e) = self.index.get_object(&key)? else {
+            let Some(e) = self.index.get_object_id(&oid) else {
                 continue;
             };
             if e.pos.segment != id {
                 continue;
             }
-            if self.is_hot_and_fresh(&key, &e, now) && e.record_len as u64 <= *budget {
-                let record = ObjectRecord {
-                    key: key.clone(),
-                    distribution: e.distribution.clone(),
-                    tags: e.tags.clone(),
-                    meta: e.meta.clone(),
-                    stored_at_ms: e.stored_at_ms,
-                    expires_at_ms: e.expires_at_ms,
-                    blob: e.blob,
-                    body_len: e.body_len,
-                };
+            // The record is in the segment being reclaimed, still mapped: read it to copy it.
+            let record = self
+                .index
+                .object_record(None, &e)
+                .ok()
+                .filter(|o| self.index.has_blob(&o.blob));
+            let copy = record.filter(|o| {
+                self.is_hot_and_fresh(&o.key, &e, now) && e.record_len as u64 <= *budget
+            });
+            if let Some(record) = copy {
+                let key = record.key.clone();
                 match self.append_one(&mut log, RecordKind::Object, &encode_payload(&record)) {
                     Ok((pos, record_len)) => {
                         let entry = ObjectEntry {
@@ -217,12 +206,15 @@ impl Inner {
             }
             if self
                 .index
-                .remove_object(&key, POS_MAX, &self.counters)?
+                .remove_object_id(&oid, POS_MAX, &self.counters, BlobRelease::Now)?
                 .is_some()
             {
                 evicted += 1;
             }
         }
+
+        // Objects elsewhere that shared a dropped blob (deduplicated bodies).
+        evicted += self.remove_sharers(&dropped_blobs)?;
 
         // Final step under the lock: anything that came to depend on this segment while the
         // passes above ran goes too, and the segment leaves the map so that no commit can

@@ -3,10 +3,11 @@
 //! records and the extents of live blobs). Both are full passes: an inspection tool's cost,
 //! never paid on the serving path.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
+use crate::store::directory::ScanCursor;
 use crate::store::error::Result;
-use crate::store::record::{RecordKind, WalkItem, Walker, SEGMENT_HEADER_LEN};
+use crate::store::record::{WalkItem, Walker, SEGMENT_HEADER_LEN};
 use crate::store::Inner;
 
 /// One segment's contents.
@@ -33,8 +34,6 @@ pub(crate) fn segment_usage(inner: &Inner) -> Result<Vec<SegmentUsage>> {
         .cloned()
         .collect();
     let mut out: BTreeMap<u64, SegmentUsage> = BTreeMap::new();
-    // Lengths of blob records by position, to count live blob records below.
-    let mut blob_records: HashMap<(u64, u64), u64> = HashMap::new();
     for seg in &segs {
         let mut u = SegmentUsage {
             id: seg.id,
@@ -53,9 +52,6 @@ pub(crate) fn segment_usage(inner: &Inner) -> Result<Vec<SegmentUsage>> {
             if let WalkItem::Record(r) = item {
                 u.records += 1;
                 u.record_bytes += r.header.record_len();
-                if r.header.kind == RecordKind::Blob {
-                    blob_records.insert((seg.id, r.offset), r.header.record_len());
-                }
             }
         }
         out.insert(seg.id, u);
@@ -65,36 +61,26 @@ pub(crate) fn segment_usage(inner: &Inner) -> Result<Vec<SegmentUsage>> {
             u.live_bytes = u.live_bytes.saturating_add(bytes);
         }
     };
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = inner.index.objects_page_raw(after.as_deref(), PAGE)?;
+    let mut cursor = Some(ScanCursor::default());
+    while let Some(c) = cursor {
+        let (page, next) = inner.index.objects_page(c, PAGE);
         for (_, e) in &page {
-            if let Ok(e) = e {
-                add(e.pos.segment, e.record_len as u64);
-            }
+            add(e.pos.segment, e.record_len as u64);
         }
-        match page.last() {
-            Some((k, _)) if page.len() == PAGE => after = Some(k.clone()),
-            _ => break,
-        }
+        cursor = next;
     }
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = inner.index.blobs_page_raw(after.as_deref(), PAGE)?;
-        for (_, b) in &page {
-            if let Ok(b) = b {
-                if let Some(len) = blob_records.get(&(b.manifest.segment, b.manifest.offset)) {
-                    add(b.manifest.segment, *len);
-                }
+    let mut cursor = Some(ScanCursor::default());
+    while let Some(c) = cursor {
+        let (page, next) = inner.index.blobs_page(c, PAGE);
+        for (slot, b) in &page {
+            add(slot.manifest.segment, slot.manifest_len as u64);
+            if let Some(b) = b {
                 for run in &b.runs {
                     add(run.segment, run.disk_len(b.chunk_size));
                 }
             }
         }
-        match page.last() {
-            Some((k, _)) if page.len() == PAGE => after = Some(k.clone()),
-            _ => break,
-        }
+        cursor = next;
     }
     Ok(out.into_values().collect())
 }

@@ -6,21 +6,22 @@
 //! 1. **Index**: every blob's runs must point at extent records of the right lengths whose
 //!    crc32 holds, its bytes (streamed through blake3 extent by extent) must hash to its
 //!    address, and its blob record must be intact; every object's record must be intact
-//!    and its blob present, sound and of its length; `blob_refs` must equal the set of
-//!    objects using each blob.
+//!    and its blob present, sound and of its length; each blob's reference count must
+//!    equal the number of objects using it.
 //! 2. **Segments**: every record of every segment is walked ([`Walker`]): header crc
 //!    (bound to cache, segment and offset), payload crc32 and blake3. Damaged records the
 //!    index still points at are *live* damage; the rest are dead space. Extent and blob
 //!    records no index entry refers to are reported as orphans (reclaimable dead space).
 //!
 //! `repair` (offline) removes every dangling object with [`Store::remove`] (a durable
-//! tombstone), drops broken blobs and fixes reference sets, so nothing broken is served.
+//! tombstone), drops broken blobs and fixes reference counts, so nothing broken is served.
 //! Damaged records stay where they are as dead space: segments are never rewritten.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
+use crate::store::directory::{ObjectId, ScanCursor};
 use crate::store::error::Result;
-use crate::store::index::{BlobEntry, ObjectEntry, Pos};
+use crate::store::index::{BlobEntry, BlobRelease, Pos};
 use crate::store::record::{
     check_extent, check_payload, decode_payload, ObjectRecord, RecordHeader, RecordKind, WalkEnd,
     WalkItem, Walker, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
@@ -111,12 +112,15 @@ pub struct Dangling {
     pub repaired: bool,
 }
 
-/// A `blob_refs` entry that disagrees with the objects tree, or a blob nothing uses.
+/// A blob whose reference count disagrees with the objects that use it (or that nothing
+/// uses).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefMismatch {
     pub blob: [u8; 32],
-    /// The object concerned (none: the blob has no references at all).
-    pub key: Option<Vec<u8>>,
+    /// The count the directory holds.
+    pub declared: u32,
+    /// Objects found using it.
+    pub used: u32,
     pub reason: String,
     pub repaired: bool,
 }
@@ -160,6 +164,9 @@ pub struct VerifyReport {
     /// Body bytes streamed through blake3.
     pub blob_bytes_hashed: u64,
     pub dangling: Vec<Dangling>,
+    /// Objects whose blob was dropped while another key shared it (reclaimed, or damaged
+    /// under that key): misses until the sweeper's scan removes them; not damage.
+    pub blobless_objects: u64,
     pub ref_mismatches: Vec<RefMismatch>,
     /// Whether this run repaired what it found.
     pub repair: bool,
@@ -243,6 +250,20 @@ impl References {
 /// Why a blob cannot be served: the failing place and the reason.
 type BlobFault = (Option<u64>, Option<u64>, String);
 
+/// A blob's reference count and the objects found using it.
+#[derive(Debug, Default, Clone, Copy)]
+struct RefCount {
+    declared: u32,
+    used: u32,
+}
+
+/// An object `repair` removes (its key when its record is readable).
+struct BadObject {
+    id: ObjectId,
+    key: Option<Vec<u8>>,
+    blob: [u8; 32],
+}
+
 impl Store {
     /// Checks every record of every segment and every index entry; with `repair`, removes
     /// what cannot be served. See the module documentation. Meant for a store opened
@@ -257,8 +278,30 @@ impl Store {
             ..Default::default()
         };
         let mut refs = References::default();
-        let bad_blobs = self.verify_blobs(&mut report, &mut refs, progress)?;
-        let bad_objects = self.verify_objects(&mut report, &mut refs, &bad_blobs, progress)?;
+        let mut counts: HashMap<[u8; 32], RefCount> = HashMap::new();
+        let bad_blobs = self.verify_blobs(&mut report, &mut refs, &mut counts, progress)?;
+        let bad_objects =
+            self.verify_objects(&mut report, &mut refs, &bad_blobs, &mut counts, progress)?;
+        // Reference counts: each blob's must equal the objects that use it.
+        for (hash, c) in &counts {
+            if c.declared != c.used {
+                report.ref_mismatches.push(RefMismatch {
+                    blob: *hash,
+                    declared: c.declared,
+                    used: c.used,
+                    reason: if c.used == 0 {
+                        "no object refers to this blob (it should have been freed)".into()
+                    } else {
+                        format!(
+                            "reference count is {}, {} objects use the blob",
+                            c.declared, c.used
+                        )
+                    },
+                    repaired: false,
+                });
+            }
+        }
+        report.ref_mismatches.sort_by_key(|m| m.blob);
         refs.sort();
         self.verify_segments(&mut report, &refs, progress)?;
         if repair {
@@ -271,39 +314,28 @@ impl Store {
         &self,
         report: &mut VerifyReport,
         refs: &mut References,
+        counts: &mut HashMap<[u8; 32], RefCount>,
         progress: &mut dyn FnMut(VerifyProgress),
     ) -> Result<HashMap<[u8; 32], BlobFault>> {
         let inner = &self.inner;
         let total = inner.counters.load().blobs;
         let mut bad: HashMap<[u8; 32], BlobFault> = HashMap::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = inner.index.blobs_page_raw(after.as_deref(), PAGE)?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            after = Some(last.clone());
-            for (k, v) in page {
+        let mut cursor = Some(ScanCursor::default());
+        while let Some(c) = cursor {
+            let (page, next) = inner.index.blobs_page(c, PAGE);
+            cursor = next;
+            for (slot, entry) in page {
                 report.blobs_checked += 1;
-                let hash: [u8; 32] = match <[u8; 32]>::try_from(k.as_slice()) {
-                    Ok(h) => h,
-                    Err(_) => {
-                        // Not addressable by any object: report and drop on repair.
-                        report.dangling.push(Dangling {
-                            kind: EntryKind::Blob,
-                            key: Some(k.clone()),
-                            blob: None,
-                            segment: None,
-                            offset: None,
-                            reason: format!("blob key is {} bytes, not 32", k.len()),
-                            repaired: false,
-                        });
-                        continue;
-                    }
-                };
-                let fault = match v {
-                    Err(e) => Some((None, None, format!("undecodable index entry: {e}"))),
-                    Ok(b) => {
+                let hash = slot.hash;
+                counts.entry(hash).or_default().declared = slot.refs;
+                refs.manifests.insert(slot.manifest);
+                let fault = match entry {
+                    None => Some((
+                        Some(slot.manifest.segment),
+                        Some(slot.manifest.offset),
+                        "its blob record (listing its runs) is unreadable".to_string(),
+                    )),
+                    Some(b) => {
                         let f = self.check_blob(&hash, &b, report);
                         let step = RECORD_HEADER_LEN as u64 + b.chunk_size.max(1) as u64;
                         for r in &b.runs {
@@ -313,37 +345,9 @@ impl Store {
                                 step,
                             });
                         }
-                        refs.manifests.insert(b.manifest);
                         f
                     }
                 };
-                // Reference sets: every `blob_refs` entry under this hash must be an
-                // object that uses it.
-                let users = inner.index.blob_refs(&hash)?;
-                if users.is_empty() {
-                    report.ref_mismatches.push(RefMismatch {
-                        blob: hash,
-                        key: None,
-                        reason: "no object refers to this blob (it should have been freed)".into(),
-                        repaired: false,
-                    });
-                }
-                for key in users {
-                    let uses = match inner.index.get_object(&key) {
-                        Ok(Some(o)) => o.blob == hash,
-                        Ok(None) => false,
-                        // Undecodable: reported by the objects pass.
-                        Err(_) => true,
-                    };
-                    if !uses {
-                        report.ref_mismatches.push(RefMismatch {
-                            blob: hash,
-                            key: Some(key),
-                            reason: "blob_refs names an object that does not use this blob".into(),
-                            repaired: false,
-                        });
-                    }
-                }
                 if let Some((segment, offset, reason)) = fault {
                     report.dangling.push(Dangling {
                         kind: EntryKind::Blob,
@@ -482,98 +486,82 @@ impl Store {
         report: &mut VerifyReport,
         refs: &mut References,
         bad_blobs: &HashMap<[u8; 32], BlobFault>,
+        counts: &mut HashMap<[u8; 32], RefCount>,
         progress: &mut dyn FnMut(VerifyProgress),
-    ) -> Result<Vec<(Vec<u8>, Option<ObjectEntry>)>> {
+    ) -> Result<Vec<BadObject>> {
         let inner = &self.inner;
         let total = inner.counters.load().objects;
         let mut bad = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = inner.index.objects_page_raw(after.as_deref(), PAGE)?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            after = Some(last.clone());
-            for (key, v) in page {
+        let mut cursor = Some(ScanCursor::default());
+        while let Some(c) = cursor {
+            let (page, next) = inner.index.objects_page(c, PAGE);
+            cursor = next;
+            for (id, o) in page {
                 report.objects_checked += 1;
-                let mut fault: Option<(Option<[u8; 32]>, BlobFault)> = None;
-                match &v {
-                    Err(e) => {
-                        fault = Some((None, (None, None, format!("undecodable index entry: {e}"))))
+                refs.objects.insert(o.pos);
+                if let Some(c) = counts.get_mut(&o.blob) {
+                    c.used += 1;
+                }
+                let mut key = None;
+                let fault: Option<BlobFault> = match inner.index.object_record(None, &o) {
+                    Err(why) => Some((
+                        Some(o.pos.segment),
+                        Some(o.pos.offset),
+                        format!("object record: {why}"),
+                    )),
+                    Ok(r) if inner.index.object_id(&r.key) != id => {
+                        key = Some(r.key);
+                        Some((
+                            Some(o.pos.segment),
+                            Some(o.pos.offset),
+                            "object record is for another key".into(),
+                        ))
                     }
-                    Ok(o) => {
-                        refs.objects.insert(o.pos);
-                        if let Err(why) = self.check_record_at(
-                            o.pos,
-                            RecordKind::Object,
-                            Some((&key, o.record_len)),
-                        ) {
-                            fault = Some((
-                                Some(o.blob),
-                                (
-                                    Some(o.pos.segment),
-                                    Some(o.pos.offset),
-                                    format!("object record: {why}"),
-                                ),
-                            ));
-                        } else if let Some((s, off, why)) = bad_blobs.get(&o.blob) {
-                            fault = Some((
-                                Some(o.blob),
-                                (*s, *off, format!("its blob is broken: {why}")),
-                            ));
+                    Ok(r) => {
+                        key = Some(r.key);
+                        if let Some((s, off, why)) = bad_blobs.get(&o.blob) {
+                            Some((*s, *off, format!("its blob is broken: {why}")))
                         } else {
-                            match inner.index.get_blob(&o.blob) {
-                                Ok(None) => {
-                                    fault = Some((
-                                        Some(o.blob),
-                                        (None, None, "its blob is not in the index".into()),
-                                    ))
+                            match inner.index.get_blob(&o.blob)? {
+                                None => {
+                                    // Its blob was dropped (reclaimed or damaged) while
+                                    // another key shared it: the sweeper's scan removes it.
+                                    report.blobless_objects += 1;
+                                    bad.push(BadObject {
+                                        id,
+                                        key,
+                                        blob: o.blob,
+                                    });
+                                    continue;
                                 }
-                                Ok(Some(b)) if b.len != o.body_len => {
-                                    fault = Some((
-                                        Some(o.blob),
-                                        (
-                                            None,
-                                            None,
-                                            format!(
-                                                "body length {} but its blob holds {} bytes",
-                                                o.body_len, b.len
-                                            ),
-                                        ),
-                                    ))
-                                }
-                                Ok(Some(_)) => {}
-                                // Undecodable blob entries were reported by the blob pass.
-                                Err(_) => {
-                                    fault = Some((
-                                        Some(o.blob),
-                                        (None, None, "its blob entry is undecodable".into()),
-                                    ))
-                                }
+                                Some(b) if b.len != o.body_len => Some((
+                                    None,
+                                    None,
+                                    format!(
+                                        "body length {} but its blob holds {} bytes",
+                                        o.body_len, b.len
+                                    ),
+                                )),
+                                Some(_) => None,
                             }
                         }
-                        if !inner.index.has_blob_ref(&o.blob, &key)? {
-                            report.ref_mismatches.push(RefMismatch {
-                                blob: o.blob,
-                                key: Some(key.clone()),
-                                reason: "object uses this blob but blob_refs does not say so"
-                                    .into(),
-                                repaired: false,
-                            });
-                        }
                     }
-                }
-                if let Some((blob, (segment, offset, reason))) = fault {
+                };
+                if let Some((segment, offset, reason)) = fault {
                     report.dangling.push(Dangling {
                         kind: EntryKind::Object,
-                        key: Some(key.clone()),
-                        blob,
+                        key: key.clone(),
+                        blob: Some(o.blob),
                         segment,
                         offset,
                         reason,
                         repaired: false,
                     });
-                    bad.push((key, v.ok()));
+                    bad.push(BadObject {
+                        id,
+                        key,
+                        blob: o.blob,
+                    });
                 }
                 progress(VerifyProgress {
                     phase: VerifyPhase::Index,
@@ -726,92 +714,64 @@ impl Store {
         &self,
         report: &mut VerifyReport,
         bad_blobs: &HashMap<[u8; 32], BlobFault>,
-        bad_objects: &[(Vec<u8>, Option<ObjectEntry>)],
+        bad_objects: &[BadObject],
     ) -> Result<()> {
         let inner = &self.inner;
-        let mut removed: HashSet<Vec<u8>> = HashSet::new();
-        for (key, entry) in bad_objects {
-            match entry {
+        let mut removed: HashSet<ObjectId> = HashSet::new();
+        for b in bad_objects {
+            match &b.key {
                 // A durable tombstone: a rebuild cannot bring it back either.
-                Some(_) => {
-                    writer::remove(inner, key)?;
+                Some(k) => {
+                    writer::remove(inner, k)?;
                 }
+                // The record is unreadable, so no rebuild can find it either.
                 None => {
-                    // Undecodable entry: tombstone it, then remove the raw entry.
-                    writer::remove(inner, key).ok();
                     let _log = inner.lock_log();
-                    inner
-                        .index
-                        .remove_undecodable_object(key, &inner.counters)?;
+                    inner.index.remove_object_id(
+                        &b.id,
+                        crate::store::recovery::POS_MAX,
+                        &inner.counters,
+                        BlobRelease::Now,
+                    )?;
                 }
             }
-            removed.insert(key.clone());
+            removed.insert(b.id);
             report.removed_objects += 1;
         }
-        // Broken blobs: whatever still uses them goes too, then the entry itself.
+        // Broken blobs: their users were among the bad objects; then the entry itself.
         for hash in bad_blobs.keys() {
-            for key in inner.index.blob_refs(hash)? {
-                if removed.contains(&key) {
-                    continue;
-                }
-                if let Ok(Some(o)) = inner.index.get_object(&key) {
-                    if o.blob == *hash {
-                        writer::remove(inner, &key)?;
-                        removed.insert(key);
-                        report.removed_objects += 1;
-                    }
-                }
-            }
-            // Usually already freed with its last reference.
             let _log = inner.lock_log();
+            // Usually already freed with its last reference.
             inner.index.drop_blob_entry(hash, &inner.counters)?;
-            if inner.index.get_blob(hash).ok().flatten().is_none() {
+            if !inner.index.has_blob(hash) {
                 report.dropped_blobs += 1;
             }
         }
         for d in &mut report.dangling {
             match (d.kind, &d.key, &d.blob) {
-                (EntryKind::Object, Some(k), _) => d.repaired = removed.contains(k),
-                (EntryKind::Blob, _, Some(h)) => {
-                    d.repaired = inner.index.get_blob(h).ok().flatten().is_none()
+                (EntryKind::Object, Some(k), _) => {
+                    d.repaired = removed.contains(&inner.index.object_id(k))
                 }
-                (EntryKind::Blob, Some(k), None) => {
-                    let _log = inner.lock_log();
-                    if inner.index.remove_blob_key(k, &inner.counters)? {
-                        report.dropped_blobs += 1;
-                    }
-                    d.repaired = true;
-                }
+                (EntryKind::Object, None, _) => d.repaired = true,
+                (EntryKind::Blob, _, Some(h)) => d.repaired = !inner.index.has_blob(h),
                 _ => {}
             }
         }
-        // Reference sets: make blob_refs agree with the objects tree.
-        let mut unreferenced: BTreeMap<[u8; 32], ()> = BTreeMap::new();
+        // Reference counts: make them agree with the objects that use each blob (counted
+        // before the removals above, which released their own references).
         for m in &mut report.ref_mismatches {
             let _log = inner.lock_log();
-            match &m.key {
-                Some(k) => {
-                    let uses = matches!(inner.index.get_object(k), Ok(Some(o)) if o.blob == m.blob);
-                    inner.index.set_blob_ref(&m.blob, k, uses)?;
-                    if !uses {
-                        unreferenced.insert(m.blob, ());
-                    }
+            let gone = bad_objects.iter().filter(|b| b.blob == m.blob).count() as u32;
+            let used = m.used.saturating_sub(gone);
+            if used == 0 {
+                if inner.index.drop_blob_entry(&m.blob, &inner.counters)? {
+                    report.dropped_blobs += 1;
                 }
-                None => {
-                    unreferenced.insert(m.blob, ());
-                }
+            } else {
+                inner.index.set_blob_refs(&m.blob, used);
             }
             m.repaired = true;
             report.fixed_refs += 1;
-        }
-        for hash in unreferenced.keys() {
-            let _log = inner.lock_log();
-            if inner
-                .index
-                .free_blob_if_unreferenced(hash, &inner.counters)?
-            {
-                report.dropped_blobs += 1;
-            }
         }
         inner.checkpoint(false)?;
         Ok(())
@@ -876,7 +836,8 @@ mod tests {
         r.corrupt_records.clear();
         r.ref_mismatches.push(RefMismatch {
             blob: [0; 32],
-            key: None,
+            declared: 1,
+            used: 0,
             reason: "unreferenced".into(),
             repaired: true,
         });

@@ -3,20 +3,21 @@
 //! fills never hold up others; the commit writes the blob and object records and updates
 //! the index under the same lock, in record order.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::store::batch::RecordBatch;
 use crate::store::clock::to_ms;
+use crate::store::directory::{ObjectId, ScanCursor};
 use crate::store::error::{Result, StoreError};
-use crate::store::index::{BlobEntry, ObjectEntry, Pos};
+use crate::store::index::{BlobEntry, BlobRelease, ObjectEntry, Pos};
 use crate::store::log::{runs_from, Log};
 use crate::store::record::{
     encode_payload, BlobRecord, ObjectRecord, RecordKind, Run, TombstoneRecord, CHUNK_SIZE,
     RECORD_HEADER_LEN,
 };
-use crate::store::recovery::POS_MAX;
 use crate::store::{Inner, ObjectInfo, ObjectSpec, MAX_KEY_LEN};
 
 /// Chunks staged before a writer appends them (16 x 64 KiB = 1 MiB).
@@ -168,9 +169,6 @@ impl ObjectWriter {
         let entry = ObjectEntry {
             pos,
             record_len,
-            distribution: record.distribution,
-            tags: record.tags,
-            meta: record.meta,
             stored_at_ms: record.stored_at_ms,
             expires_at_ms: record.expires_at_ms,
             blob: hash,
@@ -181,7 +179,7 @@ impl ObjectWriter {
             .put_object(&record.key, &entry, &inner.counters)?;
         drop(log);
         inner.recency.clear(&record.key);
-        Ok(ObjectInfo::from_entry(record.key, entry))
+        Ok(ObjectInfo::from_record(record, pos))
     }
 }
 
@@ -211,12 +209,13 @@ impl Inner {
                 max: self.cfg.max_object_size(),
             });
         }
-        let (manifest, _) = self.append_one(log, RecordKind::Blob, &payload)?;
+        let (manifest, manifest_len) = self.append_one(log, RecordKind::Blob, &payload)?;
         Ok(BlobEntry {
             len: m.len,
             chunk_size: m.chunk_size,
             runs: m.runs,
             manifest,
+            manifest_len,
         })
     }
 
@@ -232,6 +231,36 @@ impl Inner {
         segs.len() >= 2 && older < segs.len() / 2
     }
 
+    /// Removes the objects still using one of `dropped` (blobs whose entries were dropped
+    /// while other keys shared them). Scans the directory without the log lock, then takes
+    /// it once to remove what it found, each only if its version is still the one seen.
+    pub(crate) fn remove_sharers(&self, dropped: &HashSet<[u8; 32]>) -> Result<u64> {
+        let found = self.index.objects_using(dropped);
+        if found.is_empty() {
+            return Ok(0);
+        }
+        let _log = self.lock_log();
+        self.remove_sharers_locked(found)
+    }
+
+    fn remove_sharers_locked(&self, found: Vec<(ObjectId, ObjectEntry)>) -> Result<u64> {
+        let mut removed = 0;
+        for (id, seen) in found {
+            let after = Pos {
+                segment: seen.pos.segment,
+                offset: seen.pos.offset + 1,
+            };
+            if self
+                .index
+                .remove_object_id(&id, after, &self.counters, BlobRelease::Now)?
+                .is_some()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes quarantined objects whose failing version is still current.
     pub(crate) fn drain_quarantine_locked(&self) -> Result<u64> {
         if self.quarantined.load(Ordering::Acquire) == 0 {
@@ -243,6 +272,7 @@ impl Inner {
             q.drain().collect()
         };
         let mut removed = 0;
+        let mut dropped = HashSet::new();
         for (key, pos) in q {
             if let Some(e) = self.index.get_object(&key)? {
                 if e.pos == pos {
@@ -257,22 +287,18 @@ impl Inner {
                     {
                         removed += 1;
                     }
-                    // The damage is in the body, which other keys may share: they go too,
-                    // and so does the blob, so that a refetch of the same bytes stores a
-                    // fresh copy instead of sharing the damaged one.
-                    for other in self.index.blob_refs(&e.blob)? {
-                        if self
-                            .index
-                            .remove_object(&other, POS_MAX, &self.counters)?
-                            .is_some()
-                        {
-                            removed += 1;
-                        }
+                    // The damage is in the body, which other keys may share: the blob goes
+                    // with them, so that a refetch of the same bytes stores a fresh copy
+                    // instead of sharing the damaged one.
+                    if self.index.drop_blob_entry(&e.blob, &self.counters)? {
+                        dropped.insert(e.blob);
                     }
-                    self.index.drop_blob_entry(&e.blob, &self.counters)?;
                 }
             }
         }
+        // Rare (damage): scanning under the lock keeps this function's contract simple.
+        let found = self.index.objects_using(&dropped);
+        removed += self.remove_sharers_locked(found)?;
         Ok(removed)
     }
 }
@@ -307,14 +333,23 @@ pub(crate) fn update_meta(
     let Some(old) = inner.index.get_object(key)? else {
         return Ok(false);
     };
-    if inner.is_dead(old.expires_at_ms, inner.now_ms()) {
-        // Past its grace period: as absent as it is to lookups.
+    if inner.is_dead(old.expires_at_ms, inner.now_ms()) || !inner.index.has_blob(&old.blob) {
+        // Past its grace period, or its body was dropped with another key that shared it:
+        // as absent as it is to lookups.
         return Ok(false);
     }
+    let old_record = match inner.index.object_record(Some(key), &old) {
+        Ok(r) => r,
+        Err(why) => {
+            // Its record is damaged or gone: the object is as good as absent.
+            tracing::warn!(key = %String::from_utf8_lossy(key), %why, "cannot update an object whose record is unreadable");
+            return Ok(false);
+        }
+    };
     let record = ObjectRecord {
         key: key.to_vec(),
-        distribution: old.distribution,
-        tags: old.tags,
+        distribution: old_record.distribution,
+        tags: old_record.tags,
         meta,
         stored_at_ms: to_ms(stored_at),
         expires_at_ms: to_ms(expires_at),
@@ -327,9 +362,6 @@ pub(crate) fn update_meta(
     let entry = ObjectEntry {
         pos,
         record_len,
-        distribution: record.distribution,
-        tags: record.tags,
-        meta: record.meta,
         stored_at_ms: record.stored_at_ms,
         expires_at_ms: record.expires_at_ms,
         blob: record.blob,
@@ -370,27 +402,34 @@ pub(crate) fn remove_prefix(inner: &Arc<Inner>, prefix: &[u8]) -> Result<u64> {
         pos
     };
     let result = (|| -> Result<u64> {
+        // The directory is keyed by hash: every object's record is read to see its key.
         let mut removed = 0;
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = inner
-                .index
-                .objects_from(prefix, after.as_deref(), REMOVE_BATCH)?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            after = Some(last.clone());
+        let mut cursor = Some(ScanCursor::default());
+        while let Some(c) = cursor {
+            let (page, next) = inner.index.objects_page(c, REMOVE_BATCH);
+            cursor = next;
+            let matching: Vec<ObjectId> = page
+                .iter()
+                .filter(|(_, e)| {
+                    inner
+                        .index
+                        .object_record(None, e)
+                        .is_ok_and(|o| o.key.starts_with(prefix))
+                })
+                .map(|(id, _)| *id)
+                .collect();
             let _log = inner.lock_log();
             let now = inner.now_ms();
-            for (k, _) in &page {
-                if let Some(old) = inner.index.remove_object(k, tomb, &inner.counters)? {
+            for id in &matching {
+                if let Some(old) =
+                    inner
+                        .index
+                        .remove_object_id(id, tomb, &inner.counters, BlobRelease::Now)?
+                {
                     if !inner.is_dead(old.expires_at_ms, now) {
                         removed += 1;
                     }
                 }
-            }
-            if page.len() < REMOVE_BATCH {
-                break;
             }
         }
         Ok(removed)

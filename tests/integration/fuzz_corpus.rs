@@ -20,14 +20,15 @@ use std::path::{Path, PathBuf};
 
 use cairn::fuzzing::store_model::StoreModelStats;
 use cairn::fuzzing::{FUZZ_SALT, FUZZ_SEGMENT_ID, STRUCTURED_TAG};
+use cairn::store::directory::{BlobSlot, ObjectSlot};
 use cairn::store::index::{
-    encode_value, BlobEntry, Checkpoint, CounterValues, ObjectEntry, Pos, SegmentEntry,
-    SegmentState,
+    encode_value, Checkpoint, CounterValues, Pos, SegmentEntry, SegmentState,
 };
 use cairn::store::record::{
     encode_payload, BlobRecord, ObjectRecord, RecordHeader, RecordKind, Run, SegmentHeader,
     TombstoneRecord, CHUNK_SIZE, FORMAT_VERSION, SEGMENT_HEADER_LEN,
 };
+use cairn::store::slot_table::{encode_header, TableKind, HEADER_LEN, MIN_SLOTS, SLOT_LEN};
 
 type Target = fn(&[u8]);
 
@@ -656,22 +657,25 @@ fn index_seeds() -> Seeds {
         segment: 3,
         offset: 4096,
     };
-    let o = ObjectEntry {
+    let o = ObjectSlot {
+        id: [0x0b; 16],
         pos,
         record_len: 214,
-        distribution: "E1TEST".into(),
-        tags: vec!["img".into(), "static".into()],
-        meta: br#"{"content-type":"image/png"}"#.to_vec(),
         stored_at_ms: 1_700_000_000_000,
         expires_at_ms: 1_700_000_360_000,
         blob: [0xb1; 32],
         body_len: 70_000,
     };
-    let b = BlobEntry {
+    let runs = blob().runs;
+    let b = BlobSlot {
+        hash: [0xb1; 32],
         len: 70_000,
         chunk_size: CHUNK_SIZE,
-        runs: blob().runs,
+        run_count: runs.len() as u32,
+        first_run: runs[0],
         manifest: pos,
+        manifest_len: 180,
+        refs: 2,
     };
     let s = SegmentEntry {
         state: SegmentState::Sealed,
@@ -687,27 +691,25 @@ fn index_seeds() -> Seeds {
             dedup_saved_bytes: 12345,
         },
     };
-    let oe = encode_value(&o);
-    let be = encode_value(&b);
+    let oe = o.encode().to_vec();
+    let be = b.encode().to_vec();
+    let header = |kind| {
+        let mut h = encode_header(kind, 0, MIN_SLOTS, FUZZ_SALT).to_vec();
+        h.resize(HEADER_LEN + MIN_SLOTS as usize * SLOT_LEN, 0);
+        h
+    };
     let mut out: Seeds = vec![
-        ("object".into(), oe.clone()),
+        ("object-slot".into(), oe.clone()),
         (
-            "object-empty".into(),
-            encode_value(&ObjectEntry {
-                distribution: String::new(),
-                tags: vec![],
-                meta: vec![],
-                ..o.clone()
-            }),
+            "slots".into(),
+            [oe.clone(), be.clone(), vec![0; SLOT_LEN]].concat(),
         ),
-        ("blob".into(), be.clone()),
+        ("blob-slot".into(), be.clone()),
+        ("table-header-objects".into(), header(TableKind::Objects)),
+        ("table-header-blobs".into(), header(TableKind::Blobs)),
         (
-            "blob-no-runs".into(),
-            encode_value(&BlobEntry {
-                len: 0,
-                runs: vec![],
-                ..b.clone()
-            }),
+            "table-header-cut".into(),
+            header(TableKind::Objects)[..100].to_vec(),
         ),
         ("segment-active".into(), {
             encode_value(&SegmentEntry {
@@ -719,25 +721,14 @@ fn index_seeds() -> Seeds {
         ("checkpoint".into(), encode_value(&c)),
         ("object-cut".into(), oe[..oe.len() / 2].to_vec()),
         ("blob-cut".into(), be[..be.len() - 1].to_vec()),
-        ("object-trailing".into(), {
-            let mut v = oe.clone();
-            v.push(0);
-            v
-        }),
-        ("object-version-2".into(), {
-            let mut v = oe.clone();
+        ("checkpoint-version-2".into(), {
+            let mut v = encode_value(&c);
             v[0] = 2;
             v
         }),
         ("segment-bad-state".into(), {
             let mut v = encode_value(&s);
             v[1] = 2;
-            v
-        }),
-        ("object-bad-utf8".into(), {
-            // distribution starts after pos (16), record_len (4) and its length (8).
-            let mut v = oe.clone();
-            v[1 + 16 + 4 + 8] = 0xff;
             v
         }),
         ("empty".into(), vec![]),

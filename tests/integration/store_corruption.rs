@@ -406,6 +406,43 @@ fn a_deleted_index_is_rebuilt_with_everything_committed() {
     assert_eq!(store.iter().count(), expect.len());
 }
 
+#[test]
+fn a_cut_or_missing_directory_table_makes_open_rebuild_everything() {
+    for damage in ["cut", "missing"] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = manual_clock(START_MS);
+        let cfg = config(dir.path(), 64 * MIB, &clock);
+        let expect = {
+            let store = Store::open(cfg.clone()).unwrap();
+            let expect = populate(&store, &clock);
+            store.close().unwrap();
+            expect
+        };
+        let table = dir.path().join("index/directory/objects-05.tbl");
+        match damage {
+            "cut" => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&table)
+                .unwrap()
+                .set_len(5000)
+                .unwrap(),
+            _ => std::fs::remove_file(&table).unwrap(),
+        }
+        let store = Store::open(cfg).unwrap();
+        let report = store.open_report().clone();
+        assert!(report.rebuilt, "{damage}: {report:?}");
+        assert!(
+            report
+                .rebuild_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("objects-05.tbl")),
+            "{damage}: {report:?}"
+        );
+        check_all(&store, &expect, true);
+        assert_eq!(store.stats().objects, expect.len() as u64);
+    }
+}
+
 /// Overwrites every file under `dir` (but those named in `spare`) with pseudo-random bytes
 /// of the same length.
 fn scribble_over(dir: &Path, spare: &[&str], seed: &mut u64) -> usize {
