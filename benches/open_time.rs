@@ -2,10 +2,17 @@
 //! every object, so the two should be about the same. Prints both (median of several
 //! opens, after a clean close and after an unclean stop) and their ratio.
 //!
+//! The unclean stop is real: a child process (this program run again) opens the cache,
+//! writes `UNCLEAN_WRITES` objects without a checkpoint and is killed with SIGKILL; the open
+//! that follows replays those records and leaves the recount to the background thread, as
+//! `cairn serve` does.
+//!
 //! `cargo bench --bench open_time` (builds both caches first: a few minutes for 1M objects;
 //! set CAIRN_BENCH_DIR to reuse caches between runs, CAIRN_BENCH_LARGE to change 1M).
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn::store::{Store, StoreConfig, MIB};
@@ -51,6 +58,80 @@ fn build(dir: &Path, n: u64) {
     store.close().unwrap();
 }
 
+/// Set in the child that writes and is killed; holds the cache directory.
+const CHILD_ENV: &str = "CAIRN_BENCH_OPEN_CHILD";
+/// Objects the child writes after its (clean) open and before it is killed.
+const UNCLEAN_WRITES: u64 = 2000;
+
+/// The child: open, write without a checkpoint, say so, then wait to be killed.
+fn unclean_child(dir: &Path) -> ! {
+    let store = Store::open(config(dir)).unwrap();
+    for i in 0..UNCLEAN_WRITES {
+        store
+            .insert(
+                spec(
+                    format!("bench/open/unclean/{i:06}"),
+                    Duration::from_secs(30 * 86400),
+                ),
+                &body(i + 7_000_000, 200),
+            )
+            .unwrap();
+    }
+    println!("written");
+    // Bounded: the parent kills this process as soon as it reads the line above.
+    std::thread::sleep(Duration::from_secs(60));
+    std::process::exit(1);
+}
+
+/// Leaves `dir` as SIGKILL leaves it in the middle of writing.
+fn stop_uncleanly(dir: &Path) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "written", "the writing child failed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Median open time after an unclean stop, and the records each open replayed.
+fn median_unclean_open(dir: &Path, runs: usize) -> (Duration, u64) {
+    let mut times = Vec::new();
+    let mut replayed = 0;
+    for _ in 0..runs {
+        stop_uncleanly(dir);
+        let mut cfg = config(dir);
+        // As in the daemon: the recount after an unclean stop runs in the background.
+        cfg.background_interval = Some(Duration::from_secs(3600));
+        let t = Instant::now();
+        let store = Store::open(cfg).unwrap();
+        times.push(t.elapsed());
+        let report = store.open_report();
+        assert!(
+            !report.clean_shutdown,
+            "the child was meant to stop uncleanly"
+        );
+        replayed = report.replayed_records;
+        eprintln!(
+            "  unclean open {:?}: {:.2?}, {replayed} records replayed",
+            dir.file_name().unwrap(),
+            times.last().unwrap()
+        );
+        assert!(store
+            .lookup(format!("bench/open/unclean/{:06}", UNCLEAN_WRITES - 1).as_bytes())
+            .unwrap()
+            .is_some());
+        store.close().unwrap();
+    }
+    times.sort();
+    (times[times.len() / 2], replayed)
+}
+
 fn median_open(dir: &Path, runs: usize) -> (Duration, u64) {
     let mut times = Vec::new();
     let mut objects = 0;
@@ -68,6 +149,9 @@ fn median_open(dir: &Path, runs: usize) -> (Duration, u64) {
 }
 
 fn main() {
+    if let Some(dir) = std::env::var_os(CHILD_ENV) {
+        unclean_child(Path::new(&dir));
+    }
     let base: PathBuf = std::env::var_os("CAIRN_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("cairn-bench-open"));
@@ -87,6 +171,10 @@ fn main() {
     let (large_t, large_n) = median_open(&large_dir, 7);
     println!("open after clean close: {small_n} objects: {small_t:.2?}; {large_n} objects: {large_t:.2?}; ratio {:.2}",
         large_t.as_secs_f64() / small_t.as_secs_f64());
+    let (small_u, small_r) = median_unclean_open(&small_dir, 5);
+    let (large_u, large_r) = median_unclean_open(&large_dir, 5);
+    println!("open after SIGKILL ({UNCLEAN_WRITES} objects written since the last checkpoint): {small_n} objects: {small_u:.2?} ({small_r} records replayed); {large_n} objects: {large_u:.2?} ({large_r} records replayed); ratio {:.2}",
+        large_u.as_secs_f64() / small_u.as_secs_f64());
     let index = |d: &Path| -> u64 {
         fn du(p: &Path) -> u64 {
             std::fs::read_dir(p)

@@ -389,6 +389,11 @@ impl Index {
         self.db.flush().map(|_| ()).map_err(|e| self.err(e))
     }
 
+    /// Flushes sled alone; the directory's dirty pages wait for the next checkpoint.
+    pub fn flush_db(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+    }
+
     /// Whether the index holds no objects and no blobs.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.directory.live_counts() == (0, 0))

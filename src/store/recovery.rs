@@ -211,7 +211,24 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
     for s in &current {
         inner.index.put_segment(s.id, &s.entry())?;
     }
-    inner.checkpoint(false)?;
+    // A plain open (a usable index, only the records after its watermark replayed) keeps
+    // its watermark: replay is idempotent, and the next checkpoint (the background thread's,
+    // within a second) makes the replayed state durable and moves the watermark. Flushing the
+    // directory here would make the first open after a crash wait for the writeback of every
+    // table page the stopped process left dirty (40 ms of a 66 ms open at a million objects).
+    // Anything else checkpoints at once. Either way the index is marked not clean, durably,
+    // before the first write.
+    let plain = checkpoint.is_some()
+        && !report.rebuilt
+        && report.torn_tail.is_none()
+        && report.lost_segments.is_empty()
+        && report.removed_orphan_segments.is_empty();
+    if plain {
+        inner.index.set_clean(false)?;
+        inner.index.flush_db()?;
+    } else {
+        inner.checkpoint(false)?;
+    }
     let c = inner.counters.load();
     report.segments = inner.segments.read().map(|s| s.len()).unwrap_or(0) as u64;
     report.objects = c.objects;
