@@ -241,9 +241,15 @@ impl SlotTable {
             .truncate(true)
             .open(path)
             .map_err(|e| StoreError::io(path, e))?;
-        // Sparse: slots never written take no disk space.
-        file.set_len(HEADER_LEN as u64 + slots * SLOT_LEN as u64)
-            .map_err(|e| StoreError::io(path, e))?;
+        let len = HEADER_LEN as u64 + slots * SLOT_LEN as u64;
+        // Allocated before it is mapped: a store into a hole of a shared mapping on a full
+        // disk is a SIGBUS, so a full disk must fail here instead, as an error. (Hashing
+        // spreads slots over every page anyway: a sparse table would not stay small.)
+        if let Err(e) = rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len) {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(StoreError::io(path, e.into()));
+        }
         let mut map = Self::map(&file, path)?;
         map[..64].copy_from_slice(&encode_header(kind, shard, slots, salt));
         Ok(map)

@@ -504,3 +504,64 @@ async fn a_full_disk_passes_misses_through_logs_once_and_caching_resumes() {
     drop(edge);
     drop(mount);
 }
+
+/// The object directory's tables are mapped files that grow by being rewritten into a
+/// larger file. On a full disk that growth must fail as an error naming the table (a store
+/// into an unallocated page of a shared mapping would be a SIGBUS that kills the process);
+/// every object committed before stays exact, and writing resumes once space returns.
+#[test]
+fn a_full_disk_while_the_object_directory_grows_is_an_error_not_a_crash() {
+    use crate::common::{read, spec_now, DAY};
+    use cairn::store::{Store, StoreConfig, MIB};
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mount) = TmpfsMount::new(&dir.path().join("mnt"), "16m") else {
+        return;
+    };
+    let config = || {
+        let mut cfg = StoreConfig::new(mount.0.join("cache"), 1024 * MIB);
+        // One segment's first allocation (4 MiB) holds every record this test writes, so
+        // the only space the store still asks for on the full disk is the directory's.
+        cfg.segment_size = 64 * MIB;
+        cfg.background_interval = None;
+        cfg.min_free_disk = 0;
+        cfg
+    };
+    let store = Store::open(config()).unwrap();
+    let key = |i: u64| format!("/grow/{i}");
+    let data = |i: u64| body(i, 8 + (i % 16) as usize);
+    store.insert(spec_now(&key(0), DAY), &data(0)).unwrap();
+    let filler = mount.0.join("filler");
+    fill_until_free(&filler, 0);
+
+    // Each of the 64 shards of each table grows at about 192 entries: bounded well past it.
+    let mut committed = 1u64;
+    let error = loop {
+        assert!(committed < 15_000, "the directory never had to grow");
+        match store.insert(spec_now(&key(committed), DAY), &data(committed)) {
+            Ok(_) => committed += 1,
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(error.contains(".tbl"), "the error names the table: {error}");
+    for i in 0..committed {
+        assert_eq!(read(&store, &key(i)), Some(data(i)), "{}", key(i));
+    }
+
+    // Space returns: the same insert succeeds, and everything survives a reopen.
+    std::fs::remove_file(&filler).unwrap();
+    let more = committed + 200;
+    for i in committed..more {
+        store.insert(spec_now(&key(i), DAY), &data(i)).unwrap();
+    }
+    store.close().unwrap();
+    let store = Store::open(config()).unwrap();
+    for i in 0..more {
+        assert_eq!(
+            read(&store, &key(i)),
+            Some(data(i)),
+            "{} after reopen",
+            key(i)
+        );
+    }
+}
