@@ -813,6 +813,23 @@ impl Index {
         Ok(Some(old))
     }
 
+    /// Removes object `id` if its current version is still the one a scan saw (a newer
+    /// version written since stays). Whether it was removed.
+    pub fn remove_seen_version(
+        &self,
+        id: &ObjectId,
+        seen: &ObjectEntry,
+        c: &Counters,
+    ) -> Result<bool> {
+        let after = Pos {
+            segment: seen.pos.segment,
+            offset: seen.pos.offset + 1,
+        };
+        Ok(self
+            .remove_object_id(id, after, c, BlobRelease::Now)?
+            .is_some())
+    }
+
     /// Keys (read from their object records) of objects whose key starts with `prefix`: a
     /// scan of the whole directory.
     pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {

@@ -536,14 +536,9 @@ impl Inner {
             }
         }
         for (oid, seen) in self.index.objects_using(&dropped_blobs) {
-            let after = Pos {
-                segment: seen.pos.segment,
-                offset: seen.pos.offset + 1,
-            };
             if self
                 .index
-                .remove_object_id(&oid, after, &self.counters, BlobRelease::Now)?
-                .is_some()
+                .remove_seen_version(&oid, &seen, &self.counters)?
             {
                 dropped += 1;
             }

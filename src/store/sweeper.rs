@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::store::batch::RecordBatch;
 use crate::store::body::read_extent;
 use crate::store::error::{Result, StoreError};
-use crate::store::index::{BlobEntry, BlobRelease, ObjectEntry, Pos};
+use crate::store::index::{BlobEntry, BlobRelease, ObjectEntry};
 use crate::store::log::runs_from;
 use crate::store::record::{encode_payload, RecordKind, CHUNK_SIZE};
 use crate::store::recovery::POS_MAX;
@@ -87,15 +87,7 @@ impl Inner {
                 let _log = self.lock_log();
                 for (id, seen) in batch {
                     // Only the version the scan saw: a newer one may have been written since.
-                    let after = Pos {
-                        segment: seen.pos.segment,
-                        offset: seen.pos.offset + 1,
-                    };
-                    if self
-                        .index
-                        .remove_object_id(&id, after, &self.counters, BlobRelease::Now)?
-                        .is_some()
-                    {
+                    if self.index.remove_seen_version(&id, &seen, &self.counters)? {
                         r.expired += 1;
                     }
                 }

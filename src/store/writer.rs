@@ -246,15 +246,7 @@ impl Inner {
     fn remove_sharers_locked(&self, found: Vec<(ObjectId, ObjectEntry)>) -> Result<u64> {
         let mut removed = 0;
         for (id, seen) in found {
-            let after = Pos {
-                segment: seen.pos.segment,
-                offset: seen.pos.offset + 1,
-            };
-            if self
-                .index
-                .remove_object_id(&id, after, &self.counters, BlobRelease::Now)?
-                .is_some()
-            {
+            if self.index.remove_seen_version(&id, &seen, &self.counters)? {
                 removed += 1;
             }
         }
