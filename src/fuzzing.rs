@@ -509,6 +509,7 @@ fn structured_values(input: &[u8]) {
         manifest: pos(&mut r),
         manifest_len: r.u32(),
         refs: r.u32(),
+        gone: r.u8() & 1 == 1,
     };
     assert_eq!(BlobSlot::decode(&b.encode()), b, "blob slot round trip");
     let s = SegmentEntry {

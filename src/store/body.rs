@@ -193,7 +193,15 @@ fn locate(inner: &Arc<Inner>, key: &[u8]) -> Result<Option<Located>> {
         }
     };
     let Some(blob) = inner.index.get_blob(&entry.blob)? else {
-        // Raced with a removal or reclaim, or its blob was dropped: a miss.
+        // Raced with a removal or reclaim, or its blob was dropped: a miss. If this version
+        // is still current it refers to nothing: it goes at the next write.
+        if inner
+            .index
+            .get_object(key)?
+            .is_some_and(|e| e.pos == entry.pos)
+        {
+            inner.forget_dangling_object(key, entry.pos);
+        }
         return Ok(None);
     };
     if blob.len != entry.body_len || blob.validate().is_err() {

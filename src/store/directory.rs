@@ -54,6 +54,10 @@ pub struct BlobSlot {
     pub manifest_len: u32,
     /// Objects referring to this blob.
     pub refs: u32,
+    /// Its body was dropped (reclaimed or damaged) while objects still named it: the slot
+    /// stays only to count their references until they are removed, so that a later
+    /// placement of the same body keeps an exact count. Readers treat it as absent.
+    pub gone: bool,
 }
 
 fn put_u64(s: &mut [u8], at: usize, v: u64) {
@@ -93,6 +97,8 @@ const B_MLEN: usize = 80;
 const B_RSEG: usize = 88;
 const B_ROFF: usize = 96;
 const B_RLEN: usize = 104;
+const B_FLAGS: usize = 112;
+const FLAG_GONE: u8 = 1;
 
 impl ObjectSlot {
     pub fn encode(&self) -> [u8; SLOT_LEN] {
@@ -138,6 +144,7 @@ impl BlobSlot {
         put_u64(&mut s, B_RSEG, self.first_run.segment);
         put_u64(&mut s, B_ROFF, self.first_run.offset);
         put_u64(&mut s, B_RLEN, self.first_run.len);
+        s[B_FLAGS] = if self.gone { FLAG_GONE } else { 0 };
         s
     }
 
@@ -158,6 +165,7 @@ impl BlobSlot {
                 len: get_u64(s, B_RLEN),
             },
             refs: get_u32(s, REFS_AT),
+            gone: s[B_FLAGS] & FLAG_GONE != 0,
         }
     }
 }
@@ -167,9 +175,18 @@ pub fn object_slot_newer(a: &[u8], b: &[u8]) -> bool {
     (get_u64(a, O_SEG), get_u64(a, O_OFF)) > (get_u64(b, O_SEG), get_u64(b, O_OFF))
 }
 
-/// Whether blob slot `a` is a newer placement than `b`.
+/// Whether blob slot `a` is a newer placement than `b` (of one placement, the copy marked
+/// gone is the newer: marking is the later write).
 pub fn blob_slot_newer(a: &[u8], b: &[u8]) -> bool {
-    (get_u64(a, B_MSEG), get_u64(a, B_MOFF)) > (get_u64(b, B_MSEG), get_u64(b, B_MOFF))
+    (
+        get_u64(a, B_MSEG),
+        get_u64(a, B_MOFF),
+        a[B_FLAGS] & FLAG_GONE,
+    ) > (
+        get_u64(b, B_MSEG),
+        get_u64(b, B_MOFF),
+        b[B_FLAGS] & FLAG_GONE,
+    )
 }
 
 /// The newest of a key's live copies (more than one only after a crash mid-update).
@@ -179,11 +196,15 @@ fn newest(found: &[Found], newer: fn(&[u8], &[u8]) -> bool) -> Option<&Found> {
         .reduce(|best, f| if newer(&f.slot, &best.slot) { f } else { best })
 }
 
-/// Where a scan of one table kind stands: shard and slot index.
+/// Where a scan of one table kind stands: shard, slot index, and the generation of that
+/// shard's table when the scan got there. A table rewritten since (growth or compaction
+/// moves every slot) is scanned again from its start, so a scan that lets go of the lock
+/// between pages may return an entry twice but never skips one that stayed in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ScanCursor {
     pub shard: u32,
     pub slot: u64,
+    pub generation: u64,
 }
 
 /// Why the directory cannot be opened as it is.
@@ -307,18 +328,20 @@ impl Directory {
         cursor: ScanCursor,
         limit: usize,
     ) -> (Vec<ObjectSlot>, Option<ScanCursor>) {
-        self.scan(
-            &self.objects,
-            cursor,
-            limit,
-            object_slot_newer,
-            ObjectSlot::decode,
-        )
+        self.scan(&self.objects, cursor, limit, object_slot_newer, |s| {
+            Some(ObjectSlot::decode(s))
+        })
     }
 
     // ---- blobs ----
 
+    /// Blob `hash` if its body is usable (a slot marked gone reads as absent).
     pub fn get_blob(&self, hash: &[u8; 32]) -> Option<BlobSlot> {
+        self.blob_slot(hash).filter(|b| !b.gone)
+    }
+
+    /// Blob `hash`'s slot, marked gone or not.
+    pub fn blob_slot(&self, hash: &[u8; 32]) -> Option<BlobSlot> {
         let t = Self::read(&self.blobs[shard_of(hash)]);
         let found = t.find(hash);
         newest(&found, blob_slot_newer).map(|f| {
@@ -329,8 +352,36 @@ impl Directory {
         })
     }
 
-    /// Places blob `slot.hash` (keeping its reference count, whatever `slot.refs` says).
-    /// Returns the placement it replaced.
+    /// Drops blob `hash`'s body: with references left its slot stays, marked gone, to count
+    /// them; without, it is removed. Returns the usable slot it dropped, if there was one.
+    pub fn drop_blob(&self, hash: &[u8; 32]) -> Result<Option<BlobSlot>> {
+        let mut t = Self::write(&self.blobs[shard_of(hash)]);
+        let found = t.find(hash);
+        let refs = found.iter().map(Found::refs).max().unwrap_or(0);
+        let Some(mut b) = newest(&found, blob_slot_newer).map(|f| BlobSlot::decode(&f.slot)) else {
+            return Ok(None);
+        };
+        let was_usable = !b.gone;
+        if refs == 0 {
+            for f in &found {
+                t.delete(f.index);
+            }
+        } else if was_usable {
+            b.gone = true;
+            b.refs = refs;
+            let new_index = t.insert(&b.encode())?;
+            for f in t.find(hash) {
+                if f.index != new_index {
+                    t.delete(f.index);
+                }
+            }
+        }
+        b.gone = false;
+        Ok(was_usable.then_some(b))
+    }
+
+    /// Places blob `slot.hash` (keeping its reference count, whatever `slot.refs` says, also
+    /// from a slot marked gone). Returns the placement it replaced.
     pub fn put_blob(&self, slot: &BlobSlot) -> Result<Option<BlobSlot>> {
         let mut t = Self::write(&self.blobs[shard_of(&slot.hash)]);
         let old = t.find(&slot.hash);
@@ -342,6 +393,7 @@ impl Directory {
         });
         let mut s = slot.clone();
         s.refs = refs;
+        s.gone = false;
         let new_index = t.insert(&s.encode())?;
         for f in t.find(&slot.hash) {
             if f.index != new_index {
@@ -374,29 +426,16 @@ impl Directory {
         !found.is_empty()
     }
 
-    /// Removes every copy of blob `hash`; returns the newest.
-    pub fn remove_blob(&self, hash: &[u8; 32]) -> Option<BlobSlot> {
-        let mut t = Self::write(&self.blobs[shard_of(hash)]);
-        let found = t.find(hash);
-        let prev = newest(&found, blob_slot_newer).map(|f| BlobSlot::decode(&f.slot));
-        for f in &found {
-            t.delete(f.index);
-        }
-        prev
-    }
-
+    /// Usable blobs (slots marked gone are skipped).
     pub fn scan_blobs(
         &self,
         cursor: ScanCursor,
         limit: usize,
     ) -> (Vec<BlobSlot>, Option<ScanCursor>) {
-        self.scan(
-            &self.blobs,
-            cursor,
-            limit,
-            blob_slot_newer,
-            BlobSlot::decode,
-        )
+        self.scan(&self.blobs, cursor, limit, blob_slot_newer, |s| {
+            let b = BlobSlot::decode(s);
+            (!b.gone).then_some(b)
+        })
     }
 
     fn scan<T>(
@@ -405,15 +444,20 @@ impl Directory {
         mut cursor: ScanCursor,
         limit: usize,
         newer: fn(&[u8], &[u8]) -> bool,
-        decode: fn(&[u8]) -> T,
+        decode: impl Fn(&[u8]) -> Option<T>,
     ) -> (Vec<T>, Option<ScanCursor>) {
         let mut out = Vec::new();
         while (cursor.shard as usize) < tables.len() {
             let t = Self::read(&tables[cursor.shard as usize]);
+            if cursor.generation != t.generation() {
+                // Rewritten since this shard's scan began (or not begun): from its start.
+                cursor.slot = 0;
+                cursor.generation = t.generation();
+            }
             let (page, next) = t.scan(cursor.slot, limit - out.len());
             for f in &page {
                 if t.is_newest(f, newer) {
-                    out.push(decode(&f.slot));
+                    out.extend(decode(&f.slot));
                 }
             }
             match next {
@@ -421,6 +465,7 @@ impl Directory {
                 None => {
                     cursor.shard += 1;
                     cursor.slot = 0;
+                    cursor.generation = 0;
                 }
             }
             if out.len() >= limit {
@@ -513,6 +558,74 @@ mod tests {
             },
             manifest_len: 120,
             refs: 0,
+            gone: false,
+        }
+    }
+
+    #[test]
+    fn a_dropped_blob_with_references_keeps_counting_them_until_placed_again() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = Directory::create(d.path(), SALT).unwrap();
+        dir.put_blob(&blob(9, 1)).unwrap();
+        assert_eq!(dir.add_refs(&[9; 32], 2), Some(2));
+        // Its body goes (segment 1 reclaimed) while two objects still name it.
+        let dropped = dir.drop_blob(&[9; 32]).unwrap().unwrap();
+        assert_eq!(dropped.manifest.segment, 1);
+        assert_eq!(dir.get_blob(&[9; 32]), None, "a gone blob reads as absent");
+        let (page, _) = dir.scan_blobs(ScanCursor::default(), usize::MAX);
+        assert!(page.is_empty(), "scans skip it");
+        let slot = dir.blob_slot(&[9; 32]).unwrap();
+        assert!(slot.gone);
+        assert_eq!(slot.refs, 2);
+        assert_eq!(dir.drop_blob(&[9; 32]).unwrap(), None, "dropped once");
+        // The same body stored again: usable, and the two references are still counted.
+        dir.put_blob(&blob(9, 3)).unwrap();
+        let b = dir.get_blob(&[9; 32]).unwrap();
+        assert_eq!((b.refs, b.manifest.segment, b.gone), (2, 3, false));
+        // One holder goes, then the other: only then is the slot removed.
+        assert_eq!(dir.add_refs(&[9; 32], -2), Some(0));
+        assert!(dir.drop_blob(&[9; 32]).unwrap().is_some());
+        assert_eq!(dir.blob_slot(&[9; 32]), None);
+    }
+
+    #[test]
+    fn a_scan_that_lets_go_between_pages_sees_every_entry_across_a_table_rewrite() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = Directory::create(d.path(), SALT).unwrap();
+        // Keys of shard 0 only, so that one table is filled, thinned and rewritten.
+        let mut keys = (0u64..)
+            .map(|i| format!("k{i}"))
+            .filter(|k| shard_of(&dir.object_id(k.as_bytes())) == 0);
+        let first: Vec<String> = keys.by_ref().take(180).collect();
+        for (i, k) in first.iter().enumerate() {
+            dir.put_object(&obj(&dir, k, 1, i as u64, 1)).unwrap();
+        }
+        // Most are removed: their slots stay as deleted ones until the table is rewritten.
+        let (gone, kept) = first.split_at(150);
+        for k in gone {
+            dir.remove_object(&dir.object_id(k.as_bytes()));
+        }
+        let generation = || Directory::read(&dir.objects[0]).generation();
+        let mut seen = std::collections::HashSet::new();
+        let (page, mut cur) = dir.scan_objects(ScanCursor::default(), 5);
+        seen.extend(page.into_iter().map(|o| o.id));
+        // A writer makes the table compact itself (every slot moves) between two pages.
+        let before = generation();
+        for (i, k) in keys.by_ref().take(2000).enumerate() {
+            if generation() != before {
+                break;
+            }
+            dir.put_object(&obj(&dir, &k, 2, i as u64, 2)).unwrap();
+        }
+        assert_ne!(generation(), before, "the table was never rewritten");
+        while let Some(c) = cur.filter(|c| c.shard == 0) {
+            let (page, next) = dir.scan_objects(c, 5);
+            seen.extend(page.into_iter().map(|o| o.id));
+            cur = next;
+        }
+        for k in kept {
+            let id = dir.object_id(k.as_bytes());
+            assert!(seen.contains(&id), "{k} was skipped by the scan");
         }
     }
 

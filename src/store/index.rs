@@ -852,14 +852,10 @@ impl Index {
     /// Places blob `hash` at `entry.runs` unless the index already has a placement made at
     /// or after `entry.manifest`. Returns whether it changed anything.
     pub fn put_blob(&self, hash: &[u8; 32], entry: &BlobEntry, c: &Counters) -> Result<bool> {
-        let old = self.directory.get_blob(hash);
-        if let Some(old) = &old {
-            if old.manifest >= entry.manifest {
-                return Ok(false);
-            }
-        }
         // Only chunks outside the blob record's own segment need a hint (see
-        // `segment_blob_hints`).
+        // `segment_blob_hints`). Written even when the directory already has this
+        // placement: after a SIGKILL the directory (mapped) can be ahead of sled (buffered),
+        // and a replay is then the only chance to restore a hint that reclaim depends on.
         for s in entry
             .segments()
             .into_iter()
@@ -868,6 +864,12 @@ impl Index {
             let mut k = s.to_be_bytes().to_vec();
             k.extend_from_slice(hash);
             self.seg_blobs.insert(k, &[]).map_err(|e| self.err(e))?;
+        }
+        let old = self.directory.get_blob(hash);
+        if let Some(old) = &old {
+            if old.manifest >= entry.manifest {
+                return Ok(false);
+            }
         }
         self.directory.put_blob(&BlobSlot {
             hash: *hash,
@@ -882,6 +884,7 @@ impl Index {
             manifest: entry.manifest,
             manifest_len: entry.manifest_len,
             refs: 0,
+            gone: false,
         })?;
         if old.is_none() {
             Counters::add(&c.blobs, 1);
@@ -905,18 +908,21 @@ impl Index {
         Ok(())
     }
 
-    /// Drops a blob's entry when no object refers to it any more.
+    /// Drops a blob's entry when no object refers to it any more. Whether a usable blob
+    /// was dropped.
     pub fn free_blob_if_unreferenced(&self, hash: &[u8; 32], c: &Counters) -> Result<bool> {
-        if self.directory.get_blob(hash).is_some_and(|b| b.refs > 0) {
+        if self.directory.blob_slot(hash).is_some_and(|b| b.refs > 0) {
             return Ok(false);
         }
         self.drop_blob_entry(hash, c)
     }
 
-    /// Drops a blob's entry; objects still naming it become misses (lookups and the expiry
-    /// scan drop them).
+    /// Drops a blob's body from the index. Objects still naming it become misses (lookups,
+    /// the expiry scan and the sharers' removal drop them); until they are gone its slot
+    /// stays, marked gone, counting their references, so that a later placement of the
+    /// same body starts from the right count. Whether a usable blob was dropped.
     pub fn drop_blob_entry(&self, hash: &[u8; 32], c: &Counters) -> Result<bool> {
-        match self.directory.remove_blob(hash) {
+        match self.directory.drop_blob(hash)? {
             Some(b) => {
                 Counters::add(&c.blobs, -1);
                 Counters::add(&c.live_bytes, -(b.len as i64));

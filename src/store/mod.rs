@@ -238,11 +238,14 @@ pub(crate) struct Inner {
     pub bytes_on_disk: AtomicU64,
     pub recency: Recency,
     /// Objects whose bytes failed a check, by key, with the version that failed.
-    pub quarantine: Mutex<HashMap<Vec<u8>, Pos>>,
+    /// Versions not to return again, removed at the next write: key → (version, whether
+    /// its body is damaged, so that the blob goes too).
+    pub quarantine: Mutex<HashMap<Vec<u8>, (Pos, bool)>>,
     pub quarantined: AtomicUsize,
     /// Tombstones whose removals are still being applied: the checkpoint watermark must not
     /// pass them.
-    pub pending_tombstones: Mutex<Vec<Pos>>,
+    /// Prefix tombstones whose removals are still being applied (position, prefix).
+    pub pending_tombstones: Mutex<Vec<(Pos, Vec<u8>)>>,
     pub events: Events,
     pub wake: Arc<Wake>,
     pub counts_exact: AtomicBool,
@@ -279,16 +282,9 @@ impl Inner {
     /// Records that the bytes of `key` at version `pos` failed a check: it is not returned
     /// again, and the sweeper removes it.
     pub fn quarantine_object(&self, key: &[u8], pos: Pos, segment: u64, offset: u64, why: &str) {
-        let mut q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-        // Concurrent readers of one body may all fail on it: count and log it once.
-        if q.get(key) == Some(&pos) {
+        if !self.quarantine(key, pos, true) {
             return;
         }
-        if q.len() < 65536 {
-            q.insert(key.to_vec(), pos);
-            self.quarantined.store(q.len(), Ordering::Release);
-        }
-        drop(q);
         self.events
             .checksum_failures
             .fetch_add(1, Ordering::Relaxed);
@@ -302,12 +298,46 @@ impl Inner {
         self.wake.wake();
     }
 
+    /// Records that version `pos` of `key` refers to a blob the index no longer has (a crash
+    /// or a scan left it behind when the blob was dropped): it is removed at the next write,
+    /// before a refetch of the same body can take it for a counted reference.
+    pub fn forget_dangling_object(&self, key: &[u8], pos: Pos) {
+        if self.quarantine(key, pos, false) {
+            tracing::debug!(key = %String::from_utf8_lossy(key), "object refers to a dropped blob; removing it");
+        }
+    }
+
+    /// Whether this (key, version) was newly quarantined.
+    fn quarantine(&self, key: &[u8], pos: Pos, damaged: bool) -> bool {
+        let mut q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        // Concurrent readers of one body may all fail on it: count and log it once.
+        if q.get(key).is_some_and(|(p, _)| *p == pos) {
+            return false;
+        }
+        if q.len() < 65536 {
+            q.insert(key.to_vec(), (pos, damaged));
+            self.quarantined.store(q.len(), Ordering::Release);
+        }
+        true
+    }
+
+    /// Whether version `version` of `key` is being removed by a prefix invalidation still
+    /// under way: it must not be written again (a metadata update or a copy forward would
+    /// put a record after the tombstone, and the invalidation would miss it).
+    pub fn invalidated_by_pending(&self, key: &[u8], version: Pos) -> bool {
+        self.pending_tombstones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(tomb, prefix)| version < *tomb && key.starts_with(prefix))
+    }
+
     pub fn is_quarantined(&self, key: &[u8], pos: Pos) -> bool {
         if self.quarantined.load(Ordering::Acquire) == 0 {
             return false;
         }
         let q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-        q.get(key) == Some(&pos)
+        q.get(key).is_some_and(|(p, _)| *p == pos)
     }
 
     fn stats(&self) -> StoreStats {

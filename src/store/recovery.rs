@@ -596,25 +596,37 @@ impl Inner {
 
     /// Removes a segment from the map and unlinks its file (index entries must be gone).
     pub(crate) fn forget_segment_file(&self, id: u64) -> Result<()> {
+        match self.detach_segment(id) {
+            Some(seg) => self.unlink_segment(&seg),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes a segment out of the map (under the log lock, a commit that checks its runs
+    /// then sees it gone) and out of the bytes on disk. Its file stays until
+    /// [`Inner::unlink_segment`].
+    pub(crate) fn detach_segment(&self, id: u64) -> Option<Arc<Segment>> {
         let seg = self
             .segments
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        if let Some(seg) = seg {
-            let len = seg.allocated();
-            let _ = self
-                .bytes_on_disk
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                    Some(v.saturating_sub(len))
-                });
-            match std::fs::remove_file(seg.path()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io(seg.path(), e)),
-            }
+            .remove(&id)?;
+        let len = seg.allocated();
+        let _ = self
+            .bytes_on_disk
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(len))
+            });
+        Some(seg)
+    }
+
+    /// Deletes a detached segment's file (its pages stay readable to mappings still held).
+    pub(crate) fn unlink_segment(&self, seg: &Segment) -> Result<()> {
+        match std::fs::remove_file(seg.path()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(seg.path(), e)),
         }
-        Ok(())
     }
 
     /// Makes the index durable and records how far it reflects the log. With `clean`, also
@@ -634,9 +646,10 @@ impl Inner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
+            .map(|(pos, _)| *pos)
             .min()
         {
-            watermark = watermark.min(*floor);
+            watermark = watermark.min(floor);
         }
         if self.cfg.fsync != FsyncPolicy::Never {
             if let Some(a) = active {

@@ -24,7 +24,7 @@ use crate::store::error::{Result, StoreError};
 pub const HEADER_LEN: usize = 4096;
 pub const SLOT_LEN: usize = 128;
 pub const TABLE_MAGIC: &[u8; 8] = b"CAIRNTBL";
-pub const TABLE_VERSION: u32 = 1;
+pub const TABLE_VERSION: u32 = 2;
 /// Smallest table, in slots (32 KiB of slots).
 pub const MIN_SLOTS: u64 = 256;
 /// Largest table, in slots (2^32 slots = 512 GiB of one shard file).
@@ -121,6 +121,9 @@ pub struct SlotTable {
     used: u64,
     /// Slots whose checksum failed, seen since open.
     pub damaged_seen: std::sync::atomic::AtomicU64,
+    /// Bumped each time the table is rewritten (every slot moves): scans in progress start
+    /// this table again. Starts at 1 so that a new cursor (0) always starts afresh.
+    generation: u64,
 }
 
 impl std::fmt::Debug for SlotTable {
@@ -224,6 +227,7 @@ impl SlotTable {
             live: 0,
             used: 0,
             damaged_seen: Default::default(),
+            generation: 1,
         })
     }
 
@@ -301,7 +305,12 @@ impl SlotTable {
             live,
             used,
             damaged_seen: Default::default(),
+            generation: 1,
         })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn slots(&self) -> u64 {
@@ -455,26 +464,31 @@ impl SlotTable {
         (out, None)
     }
 
-    /// Rewrites the table into a new file sized for `want_live` live slots at most half
-    /// full, keeping only live intact slots for which `keep` holds (the newest copy of each
-    /// key; `keep` gets the old table and the slot). The old file is replaced by a rename, so
-    /// a crash leaves either table whole.
+    /// Rewrites the table into a new file sized for at least `want_live` live slots (and for
+    /// every slot kept) at most half full, keeping only live intact slots for which `keep`
+    /// holds (the newest copy of each key; `keep` gets the old table and the slot). The old
+    /// file is replaced by a rename, so a crash leaves either table whole.
     pub fn rebuild_with(
         &mut self,
         want_live: u64,
         keep: &dyn Fn(&SlotTable, &Found) -> bool,
     ) -> Result<()> {
-        let slots = (want_live.max(1) * 2)
+        let (all, _) = self.scan(0, usize::MAX);
+        let kept: Vec<&Found> = all.iter().filter(|f| keep(self, f)).collect();
+        // Sized from what is kept, not only from the header's best-effort counts, so that
+        // the copy below always finds a free slot.
+        let slots = (want_live.max(kept.len() as u64).max(1) * 2)
             .next_power_of_two()
             .clamp(MIN_SLOTS, MAX_SLOTS);
+        if kept.len() as u64 * 4 > slots * 3 {
+            return Err(StoreError::io(
+                &self.path,
+                std::io::Error::other("slot table cannot grow past its largest size"),
+            ));
+        }
         let tmp = self.path.with_extension("tbl.tmp");
         let mut map = Self::create_file(&tmp, self.kind, self.shard, slots, self.salt)?;
-        let mut live = 0u64;
-        let (all, _) = self.scan(0, usize::MAX);
-        for f in &all {
-            if !keep(self, f) {
-                continue;
-            }
+        for f in &kept {
             let probe = probe_of(&f.slot);
             let mut i = u64::from_le_bytes(probe[8..16].try_into().expect("8 bytes")) & (slots - 1);
             loop {
@@ -485,19 +499,22 @@ impl SlotTable {
                 }
                 i = (i + 1) & (slots - 1);
             }
-            live += 1;
         }
+        let live = kept.len() as u64;
         map[40..48].copy_from_slice(&live.to_le_bytes());
         map[48..56].copy_from_slice(&live.to_le_bytes());
         map.flush().map_err(|e| StoreError::io(&tmp, e))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
-        if let Some(parent) = self.path.parent() {
-            crate::store::log::sync_dir(parent)?;
-        }
+        // From the rename on, the new file is the table: use it even if the directory sync
+        // below fails (writes to the old, unlinked file would be lost).
         self.map = map;
         self.slots = slots;
         self.live = live;
         self.used = live;
+        self.generation += 1;
+        if let Some(parent) = self.path.parent() {
+            crate::store::log::sync_dir(parent)?;
+        }
         Ok(())
     }
 

@@ -173,7 +173,9 @@ impl Inner {
                 .ok()
                 .filter(|o| self.index.has_blob(&o.blob));
             let copy = record.filter(|o| {
-                self.is_hot_and_fresh(&o.key, &e, now) && e.record_len as u64 <= *budget
+                self.is_hot_and_fresh(&o.key, &e, now)
+                    && e.record_len as u64 <= *budget
+                    && !self.invalidated_by_pending(&o.key, e.pos)
             });
             if let Some(record) = copy {
                 let key = record.key.clone();
@@ -211,14 +213,17 @@ impl Inner {
         // Final step under the lock: anything that came to depend on this segment while the
         // passes above ran goes too, and the segment leaves the map so that no commit can
         // refer to it any more. Index entries go before the file does.
-        {
+        let detached = {
             let _log = self.lock_log();
             let stragglers = self.index.segment_blob_hints(id)?;
             evicted += self.drop_entries_in_segment(id, &[], &stragglers)?;
             self.index.remove_segment(id)?;
-        }
+            self.detach_segment(id)
+        };
         self.index.flush()?;
-        self.forget_segment_file(id)?;
+        if let Some(seg) = detached {
+            self.unlink_segment(&seg)?;
+        }
         // Second chance used: to survive the next reclaim they must be read again.
         for k in &survivors {
             self.recency.clear(k);

@@ -265,7 +265,7 @@ impl Inner {
         };
         let mut removed = 0;
         let mut dropped = HashSet::new();
-        for (key, pos) in q {
+        for (key, (pos, damaged)) in q {
             if let Some(e) = self.index.get_object(&key)? {
                 if e.pos == pos {
                     let after = Pos {
@@ -282,7 +282,7 @@ impl Inner {
                     // The damage is in the body, which other keys may share: the blob goes
                     // with them, so that a refetch of the same bytes stores a fresh copy
                     // instead of sharing the damaged one.
-                    if self.index.drop_blob_entry(&e.blob, &self.counters)? {
+                    if damaged && self.index.drop_blob_entry(&e.blob, &self.counters)? {
                         dropped.insert(e.blob);
                     }
                 }
@@ -325,9 +325,13 @@ pub(crate) fn update_meta(
     let Some(old) = inner.index.get_object(key)? else {
         return Ok(false);
     };
-    if inner.is_dead(old.expires_at_ms, inner.now_ms()) || !inner.index.has_blob(&old.blob) {
+    if inner.is_dead(old.expires_at_ms, inner.now_ms())
+        || !inner.index.has_blob(&old.blob)
+        || inner.invalidated_by_pending(key, old.pos)
+    {
         // Past its grace period, or its body was dropped with another key that shared it:
-        // as absent as it is to lookups.
+        // as absent as it is to lookups. Or an invalidation under way is removing it: a new
+        // record after its tombstone would escape it.
         return Ok(false);
     }
     let old_record = match inner.index.object_record(Some(key), &old) {
@@ -390,7 +394,7 @@ pub(crate) fn remove_prefix(inner: &Arc<Inner>, prefix: &[u8]) -> Result<u64> {
             .pending_tombstones
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(pos);
+            .push((pos, prefix.to_vec()));
         pos
     };
     let result = (|| -> Result<u64> {
@@ -430,6 +434,6 @@ pub(crate) fn remove_prefix(inner: &Arc<Inner>, prefix: &[u8]) -> Result<u64> {
         .pending_tombstones
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .retain(|p| *p != tomb);
+        .retain(|(p, _)| *p != tomb);
     result
 }

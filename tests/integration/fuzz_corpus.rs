@@ -676,6 +676,7 @@ fn index_seeds() -> Seeds {
         manifest: pos,
         manifest_len: 180,
         refs: 2,
+        gone: false,
     };
     let s = SegmentEntry {
         state: SegmentState::Sealed,
