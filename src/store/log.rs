@@ -172,6 +172,9 @@ impl Inner {
         self.bytes_on_disk
             .fetch_add(seg.allocated(), Ordering::Relaxed);
         if self.cfg.fsync != FsyncPolicy::Never {
+            // Header and name durable before anything can point into the file: a segment
+            // lost to a power cut must not have its id handed out again.
+            seg.sync()?;
             sync_dir(&self.seg_dir)?;
         }
         if let Some(old) = log.active.replace(seg.clone()) {

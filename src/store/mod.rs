@@ -246,6 +246,9 @@ pub(crate) struct Inner {
     /// pass them.
     /// Prefix tombstones whose removals are still being applied (position, prefix).
     pub pending_tombstones: Mutex<Vec<(Pos, Vec<u8>)>>,
+    /// Segments a process killed before its last checkpoint may have left unsynced: synced by
+    /// the next checkpoint before it moves the watermark past them (power-loss safety).
+    pub unsynced_segments: Mutex<Vec<Arc<Segment>>>,
     pub events: Events,
     pub wake: Arc<Wake>,
     pub counts_exact: AtomicBool,

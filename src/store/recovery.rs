@@ -37,7 +37,7 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
     let started = Instant::now();
     let dir = CacheDir::open(&cfg.dir)?;
     let seg_dir = dir.segments();
-    let files = open_segment_files(&seg_dir, dir.salt)?;
+    let (files, max_named) = open_segment_files(&seg_dir, dir.salt)?;
 
     let mut report = OpenReport::default();
     let mut rebuild_reason: Option<String> = force_rebuild.then(|| "requested".to_string());
@@ -97,11 +97,12 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
     }
     report.clean_shutdown = rebuild_reason.is_none() && index.was_clean().unwrap_or(false);
 
-    // The new active segment: after every id on disk and every id the index handed out.
+    // The new active segment: after every id on disk (a file removed above for its bad
+    // header included) and every id the index handed out.
     let (max_file, bytes_on_disk) = {
         let segs = segment_map.read().unwrap_or_else(|e| e.into_inner());
         (
-            segs.keys().next_back().copied().unwrap_or(0),
+            segs.keys().next_back().copied().unwrap_or(0).max(max_named),
             segs.values().map(|s| s.allocated()).sum::<u64>(),
         )
     };
@@ -126,6 +127,7 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
         quarantine: Mutex::new(HashMap::new()),
         quarantined: AtomicUsize::new(0),
         pending_tombstones: Mutex::new(Vec::new()),
+        unsynced_segments: Mutex::new(Vec::new()),
         events: Events::default(),
         wake: Arc::new(Wake::default()),
         counts_exact: AtomicBool::new(true),
@@ -194,6 +196,21 @@ pub(crate) fn open(cfg: StoreConfig, force_rebuild: bool) -> Result<Inner> {
             report.replayed_records = r.records;
             report.torn_tail = r.torn_tail;
         }
+    }
+    if !report.clean_shutdown {
+        // What the stopped process wrote after its last checkpoint may still be only in the
+        // page cache.
+        let from = checkpoint.map_or(0, |c| c.watermark.segment);
+        *inner
+            .unsynced_segments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = inner
+            .segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .range(from..)
+            .map(|(_, s)| s.clone())
+            .collect();
     }
     report.rebuilt = rebuild_reason.is_some();
     if report.rebuilt {
@@ -266,9 +283,14 @@ fn fresh_index(dir: &CacheDir, cfg: &StoreConfig, segment_map: &SegmentMap) -> R
 }
 
 /// Opens every segment file. A file whose header does not check out is not ours to trust:
-/// it is removed with an error in the log (its objects become misses).
-fn open_segment_files(seg_dir: &std::path::Path, salt: u64) -> Result<BTreeMap<u64, Arc<Segment>>> {
+/// it is removed with an error in the log (its objects become misses). Also returns the
+/// largest id named by a segment file, removed ones included (ids are never reused).
+fn open_segment_files(
+    seg_dir: &std::path::Path,
+    salt: u64,
+) -> Result<(BTreeMap<u64, Arc<Segment>>, u64)> {
     let mut out = BTreeMap::new();
+    let mut max_named = 0;
     let rd = std::fs::read_dir(seg_dir).map_err(|e| StoreError::io(seg_dir, e))?;
     for entry in rd {
         let entry = entry.map_err(|e| StoreError::io(seg_dir, e))?;
@@ -277,6 +299,7 @@ fn open_segment_files(seg_dir: &std::path::Path, salt: u64) -> Result<BTreeMap<u
             tracing::warn!(file = %entry.path().display(), "ignoring a file that is not a segment");
             continue;
         };
+        max_named = max_named.max(id);
         match Segment::open(seg_dir, id, salt) {
             Ok((seg, _)) => {
                 out.insert(id, Arc::new(seg));
@@ -288,7 +311,7 @@ fn open_segment_files(seg_dir: &std::path::Path, salt: u64) -> Result<BTreeMap<u
             Err(e) => return Err(e),
         }
     }
-    Ok(out)
+    Ok((out, max_named))
 }
 
 #[derive(Debug, Default)]
@@ -655,6 +678,14 @@ impl Inner {
             if let Some(a) = active {
                 a.sync()?;
             }
+            let mut unsynced = self
+                .unsynced_segments
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for s in unsynced.iter() {
+                s.sync()?;
+            }
+            unsynced.clear();
         }
         self.index.flush()?;
         self.index.write_checkpoint(&Checkpoint {
