@@ -29,6 +29,13 @@ fn config(dir: &Path) -> StoreConfig {
     cfg
 }
 
+/// One 200-byte object, fresh for 30 days, whose body no other seed shares.
+fn insert(store: &Store, key: String, seed: u64) {
+    store
+        .insert(spec(key, Duration::from_secs(30 * 86400)), &body(seed, 200))
+        .unwrap();
+}
+
 fn build(dir: &Path, n: u64) {
     if dir.join("FORMAT").exists() {
         let s = Store::open(config(dir)).unwrap();
@@ -41,15 +48,7 @@ fn build(dir: &Path, n: u64) {
     let store = Store::open(config(dir)).unwrap();
     let t = Instant::now();
     for i in 0..n {
-        store
-            .insert(
-                spec(
-                    format!("bench/open/{i:08}"),
-                    Duration::from_secs(30 * 86400),
-                ),
-                &body(i, 200),
-            )
-            .unwrap();
+        insert(&store, format!("bench/open/{i:08}"), i);
         if i % 100_000 == 99_999 {
             store.checkpoint().unwrap();
             eprintln!("  {} objects in {:.1?}", i + 1, t.elapsed());
@@ -67,15 +66,7 @@ const UNCLEAN_WRITES: u64 = 2000;
 fn unclean_child(dir: &Path) -> ! {
     let store = Store::open(config(dir)).unwrap();
     for i in 0..UNCLEAN_WRITES {
-        store
-            .insert(
-                spec(
-                    format!("bench/open/unclean/{i:06}"),
-                    Duration::from_secs(30 * 86400),
-                ),
-                &body(i + 7_000_000, 200),
-            )
-            .unwrap();
+        insert(&store, format!("bench/open/unclean/{i:06}"), i + 7_000_000);
     }
     println!("written");
     // Bounded: the parent kills this process as soon as it reads the line above.

@@ -261,9 +261,15 @@ impl SlotTable {
 
     fn map(file: &File, path: &Path) -> Result<MmapMut> {
         // SAFETY: a shared read-write mapping of a table file of the locked cache directory
-        // (no other process opens it). This process only changes its length by replacing the
-        // whole file (rename), never by truncating a mapped one, and every access goes
-        // through the owning `SlotTable` under its shard lock.
+        // (no other process opens it). Every byte of the file is allocated before it is
+        // mapped (`create_file` fallocates; `open` only accepts files of this table version,
+        // all made by `create_file`, at exactly their full length), so neither a read nor a
+        // store can fault on a hole or past EOF, not even on a full disk. This process only
+        // changes a table's length by replacing the whole file (rename), never by truncating
+        // a mapped one; the map is only touched through the owning `SlotTable` under its
+        // shard lock, and slots are copied out, so no reference outlives a replaced map. A
+        // file cut short from outside is the one case this cannot rule out (SIGBUS), as for
+        // segments (storage-format.md §4.1).
         unsafe { MmapMut::map_mut(file) }.map_err(|e| StoreError::io(path, e))
     }
 
