@@ -437,3 +437,51 @@ pub(crate) fn remove_prefix(inner: &Arc<Inner>, prefix: &[u8]) -> Result<u64> {
         .retain(|(p, _)| *p != tomb);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use crate::store::index::Pos;
+    use crate::store::{ObjectSpec, Store, StoreConfig, MIB};
+
+    fn spec(key: &str) -> ObjectSpec {
+        let now = SystemTime::now();
+        ObjectSpec {
+            key: key.as_bytes().to_vec(),
+            distribution: "E1".into(),
+            tags: vec![],
+            meta: b"m1".to_vec(),
+            stored_at: now,
+            expires_at: now + Duration::from_secs(3600),
+        }
+    }
+
+    /// A 304 refresh racing a prefix invalidation must not write a record after its
+    /// tombstone (the object would escape the invalidation, also after a rebuild).
+    #[test]
+    fn update_meta_refuses_a_version_an_invalidation_under_way_is_removing() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(d.path(), 64 * MIB);
+        cfg.segment_size = MIB;
+        cfg.background_interval = None;
+        cfg.min_free_disk = 0;
+        let store = Store::open(cfg).unwrap();
+        for k in ["a/1", "b/1"] {
+            store.insert(spec(k), b"body").unwrap();
+        }
+        let later = SystemTime::now() + Duration::from_secs(7200);
+        let update = |k: &str| store.update_meta(k.as_bytes(), b"m2".to_vec(), later, later);
+        // As `remove_prefix` does between writing its tombstone and finishing its scan.
+        let tomb = Pos {
+            segment: u64::MAX,
+            offset: 0,
+        };
+        let pending = || store.inner.pending_tombstones.lock().unwrap();
+        pending().push((tomb, b"a/".to_vec()));
+        assert!(!update("a/1").unwrap(), "a/1 is being invalidated");
+        assert!(update("b/1").unwrap(), "b/1 is outside the prefix");
+        pending().clear();
+        assert!(update("a/1").unwrap(), "no invalidation under way any more");
+    }
+}
