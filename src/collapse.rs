@@ -163,6 +163,11 @@ impl<H> Fill<H> {
         self.changed.notify_waiters();
     }
 
+    /// Whether the head has been published.
+    pub fn has_head(&self) -> bool {
+        self.lock().head.is_some()
+    }
+
     /// Ends the fill.
     pub fn end(&self, end: End) {
         {

@@ -20,6 +20,7 @@ pub mod collapse;
 pub mod config;
 pub mod demo;
 pub mod edge;
+pub mod fault;
 pub mod httpcache;
 pub mod inspect_json;
 pub mod metrics;

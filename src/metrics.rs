@@ -154,6 +154,29 @@ impl Refusal {
     }
 }
 
+/// Where a panic was caught (and contained).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanicSite {
+    /// A viewer request's handling: the request got a 500.
+    Request,
+    /// An origin fill's task: its followers got an error, nothing was stored.
+    Fill,
+}
+
+impl PanicSite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PanicSite::Request => "request",
+            PanicSite::Fill => "fill",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteLabels {
+    site: &'static str,
+}
+
 /// The viewer listener's connection metrics; clones share the values.
 #[derive(Clone, Debug, Default)]
 pub struct ConnectionMetrics {
@@ -317,6 +340,7 @@ pub struct Metrics {
     origin_latency: Family<DistLabels, Histogram, fn() -> Histogram>,
     collapsed: Counter,
     refused: Family<ReasonLabels, Counter>,
+    panics: Family<SiteLabels, Counter>,
     connections: ConnectionMetrics,
     scrape: Arc<Mutex<Snapshot>>,
 }
@@ -373,6 +397,12 @@ impl Metrics {
             "Viewer requests refused by the edge before any origin request, by reason (body_too_large, uri_too_long, bad_target)",
             refused.clone(),
         );
+        let panics = Family::<SiteLabels, Counter>::default();
+        registry.register(
+            "cairn_panics",
+            "Panics caught and contained, by site (request: answered 500; fill: its viewers got an error, nothing stored)",
+            panics.clone(),
+        );
         let connections = ConnectionMetrics::default();
         registry.register(
             "cairn_viewer_connections_open",
@@ -411,6 +441,7 @@ impl Metrics {
             origin_latency,
             collapsed,
             refused,
+            panics,
             connections,
             scrape,
         }
@@ -426,6 +457,15 @@ impl Metrics {
         self.refused
             .get_or_create(&ReasonLabels {
                 reason: why.as_str(),
+            })
+            .inc();
+    }
+
+    /// A panic was caught at `site`.
+    pub fn panicked(&self, site: PanicSite) {
+        self.panics
+            .get_or_create(&SiteLabels {
+                site: site.as_str(),
             })
             .inc();
     }
@@ -541,6 +581,7 @@ mod tests {
         m.request("d1", ResultType::Hit, 5);
         m.collapsed();
         m.refused(Refusal::BodyTooLarge);
+        m.panicked(PanicSite::Fill);
         let conns = m.connections();
         conns.opened();
         conns.opened();
@@ -571,6 +612,7 @@ mod tests {
             "cairn_origin_latency_seconds_count{distribution=\"d1\"} 1",
             "cairn_collapsed_requests_total 1",
             "cairn_viewer_requests_refused_total{reason=\"body_too_large\"} 1",
+            "cairn_panics_total{site=\"fill\"} 1",
             "cairn_viewer_connections_open 1",
             "cairn_viewer_connections_rejected_total 1",
             "cairn_viewer_connections_request_limit_total 1",

@@ -37,6 +37,9 @@ pub(crate) const DEFAULT_TTL: u64 = 86400;
 pub(crate) const DEFAULT_MIN_TTL: u64 = 0;
 pub(crate) const DEFAULT_MAX_TTL: u64 = 31_536_000;
 pub(crate) const DEFAULT_ERROR_TTL: u64 = 10;
+/// The longest TTL a behaviour may set: 100 years, in effect no limit, and far enough from
+/// overflow that freshness arithmetic on any clock reading stays exact.
+pub(crate) const MAX_TTL: u64 = 100 * 365 * 86400;
 /// One year, as for max_ttl's default: longer error caching is a mistake, and time
 /// arithmetic stays far from overflow.
 const MAX_ERROR_TTL: u64 = 31_536_000;
@@ -830,9 +833,9 @@ fn behavior(b: &RawBehavior, targets: &Targets, with_pattern: bool, p: &mut Prob
         }
         None => targets.origins.first().cloned().unwrap_or_default(),
     };
-    let default_ttl = b.default_ttl.as_ref().map_or(DEFAULT_TTL, |v| v.value);
-    let min_ttl = b.min_ttl.as_ref().map_or(DEFAULT_MIN_TTL, |v| v.value);
-    let max_ttl = b.max_ttl.as_ref().map_or(DEFAULT_MAX_TTL, |v| v.value);
+    let default_ttl = ttl(p, &b.default_ttl, &join(bp, "default_ttl"), DEFAULT_TTL);
+    let min_ttl = ttl(p, &b.min_ttl, &join(bp, "min_ttl"), DEFAULT_MIN_TTL);
+    let max_ttl = ttl(p, &b.max_ttl, &join(bp, "max_ttl"), DEFAULT_MAX_TTL);
     if min_ttl > max_ttl {
         let (pos, key) = match (&b.min_ttl, &b.max_ttl) {
             (Some(v), _) => (&v.pos, "min_ttl"),
@@ -865,6 +868,25 @@ fn behavior(b: &RawBehavior, targets: &Targets, with_pattern: bool, p: &mut Prob
             .range_fill_max
             .as_ref()
             .map_or(DEFAULT_RANGE_FILL_MAX, |v| v.value),
+    }
+}
+
+/// A TTL in seconds, at most [`MAX_TTL`].
+fn ttl(p: &mut Problems, f: &Field<u64>, path: &str, default: u64) -> u64 {
+    match f {
+        None => default,
+        Some(v) if v.value <= MAX_TTL => v.value,
+        Some(v) => {
+            p.add(
+                &v.pos,
+                path,
+                format!(
+                    "{} seconds is more than the longest TTL, {MAX_TTL} seconds (100 years)",
+                    v.value
+                ),
+            );
+            default
+        }
     }
 }
 

@@ -698,6 +698,28 @@ fn behavior_rules_report_their_line() {
         "greater than max_ttl (31536000)",
     );
     assert_eq!((l, c), (8, 11));
+    // TTLs are bounded so that freshness arithmetic never overflows the clock.
+    let ps = problems(&b(
+        "path_pattern = \"/x\"\nmax_ttl = 3153600001\ndefault_ttl = 18446744073709551",
+    ));
+    let found: Vec<(usize, usize, &str)> = ps
+        .iter()
+        .map(|p| (p.line, p.column, p.path.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (8, 11, "distribution[0].behavior[0].max_ttl"),
+            (9, 15, "distribution[0].behavior[0].default_ttl")
+        ]
+    );
+    assert!(ps[0]
+        .message
+        .contains("more than the longest TTL, 3153600000 seconds (100 years)"));
+    load(&b(
+        "path_pattern = \"/x\"\nmax_ttl = 3153600000\ndefault_ttl = 3153600000",
+    ))
+    .unwrap();
     let (l, c, p) = only(
         &b("path_pattern = \"/x\"\nallowed_methods = [\"GET\", \"POST\"]"),
         "must be one of",

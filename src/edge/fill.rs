@@ -4,9 +4,11 @@
 //! when the body ended cleanly. A 304 to a revalidation refreshes the stored metadata
 //! without touching the body.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use futures_util::FutureExt;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, DATE, SET_COOKIE, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -16,10 +18,12 @@ use crate::collapse::{End, Fill};
 use crate::config::{Behavior, Distribution, ListPolicy};
 use crate::edge::forward::{origin_request, Viewer};
 use crate::edge::meta::{Freshness, Meta, StoredResponse};
+use crate::edge::server::panic_message;
 use crate::edge::{Edge, Runtime};
 use crate::httpcache::{
     self, ErrorTtls, Mode, RequestFacts, StoreDecision, StorePolicy, TtlSettings, VarySpec,
 };
+use crate::metrics::PanicSite;
 use crate::origin::{fetch, FetchPlan};
 use crate::store::{ObjectInfo, ObjectSpec};
 
@@ -101,7 +105,23 @@ pub fn spawn(
 ) {
     tokio::spawn(async move {
         let key = req.keyed.key.clone();
-        run(&edge, &rt, req, &fill, registered).await;
+        let ran = AssertUnwindSafe(run(&edge, &rt, req, &fill, registered))
+            .catch_unwind()
+            .await;
+        if let Err(panic) = ran {
+            edge.metrics.panicked(PanicSite::Fill);
+            tracing::error!(key = %String::from_utf8_lossy(&key), panic = panic_message(&*panic), "a fill panicked; its viewers get an error and nothing is stored");
+            // Followers are released: with an error status before the head, with a
+            // failed body after it. An unfinished store write is dropped, never committed.
+            if !fill.has_head() {
+                fill.set_head(FillHead::Failed {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    message: "The edge failed while fetching this object.",
+                    detailed: "Error",
+                });
+            }
+            fill.end(End::Failed("the fill failed inside the edge".into()));
+        }
         if registered {
             edge.fills.finish(&key, &fill);
         }
@@ -172,6 +192,7 @@ async fn run(
             return;
         }
     };
+    crate::fault::inject(&req.request, "panic-fill");
     let response_time = SystemTime::now();
     let (parts, mut body) = resp.into_parts();
     let policy = store_policy(b);

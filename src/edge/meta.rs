@@ -6,7 +6,7 @@
 //! storage-format.md §8 is the contract. Metadata of another version (version 1 objects
 //! from before Vary support) is refused, and the edge refetches the object.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -113,14 +113,11 @@ fn bincode_config() -> impl bincode::config::Config {
         .with_limit::<MAX_META_LEN>()
 }
 
-pub fn to_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis().min(u64::MAX as u128) as u64)
-        .unwrap_or(0)
-}
+pub use crate::store::{from_ms, to_ms};
 
-pub fn from_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+/// The latest time the store records (its times are milliseconds since the epoch in a u64).
+pub fn far_future() -> SystemTime {
+    from_ms(u64::MAX)
 }
 
 impl StoredResponse {
@@ -152,11 +149,14 @@ impl StoredResponse {
         }
     }
 
-    /// When this response stops being fresh.
+    /// When this response stops being fresh (saturating: a lifetime beyond what the clock
+    /// can represent never expires).
     pub fn expires_at(&self) -> SystemTime {
+        let left =
+            Duration::from_secs(self.ttl_s).saturating_sub(Duration::from_secs(self.initial_age_s));
         self.response_time()
-            + Duration::from_secs(self.ttl_s)
-                .saturating_sub(Duration::from_secs(self.initial_age_s))
+            .checked_add(left)
+            .unwrap_or_else(far_future)
     }
 
     /// Encoded as [`Meta::Response`].
@@ -218,6 +218,7 @@ impl StoredResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn sample() -> StoredResponse {
         StoredResponse {
@@ -264,6 +265,15 @@ mod tests {
         let mut huge = vec![META_VERSION, 0, 0, 0, 0, 200, 0];
         huge.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(Meta::decode(&huge).is_err());
+    }
+
+    #[test]
+    fn an_endless_lifetime_saturates_instead_of_overflowing() {
+        let mut m = sample();
+        m.ttl_s = u64::MAX;
+        m.response_time_ms = u64::MAX;
+        assert_eq!(m.expires_at(), far_future());
+        assert!(m.age_at(far_future()) >= Duration::from_secs(3));
     }
 
     #[test]

@@ -289,6 +289,7 @@ async fn answer(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Answer {
+    crate::fault::inject(req.headers(), "panic-request");
     let name = &rt.config.edge.name;
     let Some(host) = host_of(&req) else {
         return Answer::new(

@@ -13,12 +13,14 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::header::{HeaderValue, CONNECTION};
-use http::{Request, Response, Version};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -28,8 +30,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::body::BoxBody;
-use crate::edge::{pipeline, Edge};
-use crate::metrics::{ConnectionMetrics, ProtocolError};
+use crate::edge::{pipeline, respond, Edge};
+use crate::metrics::{ConnectionMetrics, PanicSite, ProtocolError};
 
 /// Largest HTTP/1 request head (request line and headers) hyper buffers; a larger one is
 /// answered 431 by hyper.
@@ -85,9 +87,40 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener, shutdown: impl Future
         // Read when the stop begins, so a reloaded drain_timeout applies.
         move || e2.runtime().config.edge.drain_timeout,
         settings,
-        move |req, peer| pipeline::handle(edge.clone(), req, peer),
+        move |req, peer| contained(edge.clone(), req, peer),
     )
     .await
+}
+
+/// One viewer request, with a panic anywhere in it contained: that request gets a 500,
+/// the panic is logged and counted, and the edge goes on serving.
+async fn contained(edge: Arc<Edge>, req: Request<Incoming>, peer: SocketAddr) -> Response<BoxBody> {
+    let target = req.uri().to_string();
+    let name = edge.runtime().config.edge.name.clone();
+    let answered = AssertUnwindSafe(pipeline::handle(edge.clone(), req, peer))
+        .catch_unwind()
+        .await;
+    match answered {
+        Ok(resp) => resp,
+        Err(panic) => {
+            edge.metrics.panicked(PanicSite::Request);
+            tracing::error!(peer = %peer, target = %target, panic = panic_message(&*panic), "a request panicked; answered 500");
+            respond::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The edge failed while answering this request.",
+                &name,
+            )
+        }
+    }
+}
+
+/// The message a panic carried (`panic!("...")` payloads are `&str` or `String`).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// Open connections, and a wake-up when the last one closes (for the drain).

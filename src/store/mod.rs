@@ -33,7 +33,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 pub use body::Body;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{from_ms, to_ms, Clock, ManualClock, SystemClock};
 pub use config::{FsyncPolicy, StoreConfig, MIB};
 pub use error::{Result, StoreError};
 pub use index::{Pos, SegmentState};

@@ -11,6 +11,7 @@ mod edge_logs;
 mod edge_policy;
 mod fault_crash;
 mod fault_origin;
+mod fault_panic;
 mod fault_store;
 mod fault_viewer;
 mod fuzz_corpus;
