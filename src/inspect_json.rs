@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde_json::{json, Value};
 
 use crate::cache_key::{self, KeyInput, KeyParts};
-use crate::config::{Behavior, Config, Distribution};
+use crate::config::{Behavior, Config, Distribution, HeaderPolicy, ListPolicy};
 use crate::edge::meta::{Meta, StoredResponse};
 use crate::edge::router::Router;
 use crate::httpcache::{self, Mode, RequestFacts, Reuse};
@@ -368,6 +368,27 @@ pub fn route<'a>(cfg: &'a Config, url: &str, extra: &[String]) -> anyhow::Result
     Ok(r)
 }
 
+/// A list policy as the configuration writes it.
+pub fn describe_list(l: &ListPolicy) -> String {
+    match l {
+        ListPolicy::None => "none".into(),
+        ListPolicy::All => "all".into(),
+        ListPolicy::AllowList(n) => format!("allow [{}]", n.join(", ")),
+        ListPolicy::AllExcept(n) => format!("all_except [{}]", n.join(", ")),
+    }
+}
+
+/// An origin request header policy as the configuration writes it.
+pub fn describe_headers(h: &HeaderPolicy) -> String {
+    match h {
+        HeaderPolicy::None => "none".into(),
+        HeaderPolicy::All => "all".into(),
+        HeaderPolicy::AllViewer => "all_viewer".into(),
+        HeaderPolicy::AllowList(n) => format!("allow [{}]", n.join(", ")),
+        HeaderPolicy::AllExcept(n) => format!("all_except [{}]", n.join(", ")),
+    }
+}
+
 /// The objects stored under `primary` (variants, parts), bounded.
 pub fn children(store: &Store, primary: &[u8]) -> anyhow::Result<Vec<ObjectInfo>> {
     let mut p = primary.to_vec();
@@ -668,16 +689,31 @@ pub fn explain_report(
             None => "default_behavior".into(),
         };
         let pattern = b.path_pattern.clone().unwrap_or_else(|| "*".into());
+        let forwarded = &b.origin_request;
         o.insert(
             "behavior".into(),
             json!({"name": name, "path_pattern": pattern, "mode": mode_s,
-                   "default_ttl": b.default_ttl, "min_ttl": b.min_ttl, "max_ttl": b.max_ttl}),
+            "default_ttl": b.default_ttl, "min_ttl": b.min_ttl, "max_ttl": b.max_ttl,
+            "origin_request": {
+                "headers": describe_headers(&forwarded.headers),
+                "cookies": describe_list(&forwarded.cookies),
+                "query_strings": describe_list(&forwarded.query_strings),
+            }}),
         );
         lines.push((
             "behavior".into(),
             format!(
                 "{name} (path pattern {pattern}, {mode_s} mode, ttl default {} min {} max {})",
                 b.default_ttl, b.min_ttl, b.max_ttl
+            ),
+        ));
+        lines.push((
+            "also forwarded".into(),
+            format!(
+                "headers {}, cookies {}, query strings {}",
+                describe_headers(&forwarded.headers),
+                describe_list(&forwarded.cookies),
+                describe_list(&forwarded.query_strings)
             ),
         ));
         if let Some(key) = &r.key {

@@ -59,7 +59,7 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Configuration file (TOML; see cairn.example.toml).
-    #[arg(long, conflicts_with_all = ["origin", "listen", "admin_listen", "admin_token", "cache_dir", "capacity", "default_ttl", "min_ttl", "max_ttl"])]
+    #[arg(long, conflicts_with_all = ["origin", "listen", "admin_listen", "admin_token", "cache_dir", "capacity", "default_ttl", "min_ttl", "max_ttl", "query_strings", "forward_headers", "forward_host"])]
     config: Option<PathBuf>,
     /// Quick mode: one distribution answering any Host, in front of this origin URL.
     #[arg(long)]
@@ -89,6 +89,18 @@ struct ServeArgs {
     /// Maximum TTL in seconds (quick mode). Default 31536000.
     #[arg(long)]
     max_ttl: Option<u64>,
+    /// Query string parameters keyed and forwarded (quick mode): all, none or
+    /// allow=NAME,NAME. Default all.
+    #[arg(long, value_name = "all|none|allow=a,b")]
+    query_strings: Option<String>,
+    /// Viewer headers forwarded to the origin, not keyed (quick mode): all (every one but
+    /// hop-by-hop ones and Host), none or allow=NAME,NAME. Default all.
+    #[arg(long, value_name = "all|none|allow=a,b")]
+    forward_headers: Option<String>,
+    /// Key and forward the viewer's Host (quick mode); without it the origin's own host
+    /// is sent.
+    #[arg(long)]
+    forward_host: bool,
 }
 
 #[derive(clap::Args)]
@@ -271,6 +283,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     default_ttl: args.default_ttl,
                     min_ttl: args.min_ttl,
                     max_ttl: args.max_ttl,
+                    query_strings: args.query_strings,
+                    forward_headers: args.forward_headers,
+                    forward_host: args.forward_host,
                 };
                 let c = config::quick(&opts).map_err(|e| anyhow::anyhow!("{e}"))?;
                 Source::Flags(Box::new(c))

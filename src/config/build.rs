@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::check;
 use super::model::*;
+use super::policy;
 use super::problem::{At, Pos, Problems};
 use super::raw::*;
 use super::size::fmt_size;
@@ -833,9 +834,21 @@ fn behavior(b: &RawBehavior, targets: &Targets, with_pattern: bool, p: &mut Prob
         }
         None => targets.origins.first().cloned().unwrap_or_default(),
     };
-    let default_ttl = ttl(p, &b.default_ttl, &join(bp, "default_ttl"), DEFAULT_TTL);
-    let min_ttl = ttl(p, &b.min_ttl, &join(bp, "min_ttl"), DEFAULT_MIN_TTL);
-    let max_ttl = ttl(p, &b.max_ttl, &join(bp, "max_ttl"), DEFAULT_MAX_TTL);
+    let (cache_key, managed_ttls) = policy::cache_key(&b.cache_key, &join(bp, "cache_key"), p);
+    let origin_request = policy::origin_request(&b.origin_request, &join(bp, "origin_request"), p);
+    policy::conflicts(&b.cache_key, &cache_key, &b.origin_request, bp, p);
+    let ttls = match managed_ttls {
+        Some((ttls, at)) => {
+            managed_sets_ttls(b, &at, bp, p);
+            ttls
+        }
+        None => policy::PolicyTtls {
+            min: ttl(p, &b.min_ttl, &join(bp, "min_ttl"), DEFAULT_MIN_TTL),
+            default: ttl(p, &b.default_ttl, &join(bp, "default_ttl"), DEFAULT_TTL),
+            max: ttl(p, &b.max_ttl, &join(bp, "max_ttl"), DEFAULT_MAX_TTL),
+        },
+    };
+    let (default_ttl, min_ttl, max_ttl) = (ttls.default, ttls.min, ttls.max);
     if min_ttl > max_ttl {
         let (pos, key) = match (&b.min_ttl, &b.max_ttl) {
             (Some(v), _) => (&v.pos, "min_ttl"),
@@ -855,7 +868,8 @@ fn behavior(b: &RawBehavior, targets: &Targets, with_pattern: bool, p: &mut Prob
         min_ttl,
         max_ttl,
         allowed_methods: allowed_methods(&b.allowed_methods, &join(bp, "allowed_methods"), p),
-        cache_key: cache_key(&b.cache_key, &join(bp, "cache_key"), p),
+        cache_key,
+        origin_request,
         error_ttl: ranged(
             p,
             &b.error_ttl,
@@ -868,6 +882,27 @@ fn behavior(b: &RawBehavior, targets: &Targets, with_pattern: bool, p: &mut Prob
             .range_fill_max
             .as_ref()
             .map_or(DEFAULT_RANGE_FILL_MAX, |v| v.value),
+    }
+}
+
+/// A managed cache policy sets the behaviour's TTLs, as CloudFront's do: one written
+/// beside it is a conflict.
+fn managed_sets_ttls(b: &RawBehavior, managed: &Pos, bp: &str, p: &mut Problems) {
+    for (key, f) in [
+        ("min_ttl", &b.min_ttl),
+        ("default_ttl", &b.default_ttl),
+        ("max_ttl", &b.max_ttl),
+    ] {
+        if let Some(v) = f {
+            p.add(
+                &v.pos,
+                &join(bp, key),
+                format!(
+                    "`cache_key.managed`{} sets min_ttl, default_ttl and max_ttl as its                      CloudFront policy does: remove `{key}`, or write the cache key out instead                      of naming a managed policy",
+                    line_note(managed)
+                ),
+            );
+        }
     }
 }
 
@@ -971,71 +1006,6 @@ fn allowed_methods(f: &Field<Vec<At<String>>>, path: &str, p: &mut Problems) -> 
             }
             AllowedMethods::GetHead
         }
-    }
-}
-
-fn cache_key(k: &RawCacheKey, path: &str, p: &mut Problems) -> CacheKeyPolicy {
-    let mut headers: Vec<String> = Vec::new();
-    for (i, h) in k.headers.iter().enumerate() {
-        let hp = format!("{path}.headers[{i}]");
-        match check::key_header(&h.value) {
-            Ok(lower) if headers.contains(&lower) => {
-                p.add(&h.pos, &hp, format!("{:?} is listed twice", h.value));
-            }
-            Ok(lower) => headers.push(lower),
-            Err(m) => p.add(&h.pos, &hp, m),
-        }
-    }
-    CacheKeyPolicy {
-        query_strings: list_policy(
-            &k.query_strings,
-            &join(path, "query_strings"),
-            check::query_name,
-            p,
-        ),
-        headers,
-        cookies: list_policy(&k.cookies, &join(path, "cookies"), check::cookie_name, p),
-    }
-}
-
-fn list_policy(
-    f: &Field<RawList>,
-    path: &str,
-    name_ok: fn(&str) -> Result<(), String>,
-    p: &mut Problems,
-) -> ListPolicy {
-    let Some(l) = f else {
-        return ListPolicy::None;
-    };
-    let (list, key) = match &l.value {
-        RawList::None => return ListPolicy::None,
-        RawList::All => return ListPolicy::All,
-        RawList::Allow(list) => (list, "allow"),
-        RawList::AllExcept(list) => (list, "all_except"),
-    };
-    let lp = join(path, key);
-    if list.value.is_empty() {
-        p.add(
-            &list.pos,
-            &lp,
-            "the list must not be empty (write \"none\" or \"all\" instead)",
-        );
-    }
-    let mut names: Vec<String> = Vec::new();
-    for (i, n) in list.value.iter().enumerate() {
-        let np = format!("{lp}[{i}]");
-        if let Err(m) = name_ok(&n.value) {
-            p.add(&n.pos, &np, m);
-        } else if names.contains(&n.value) {
-            p.add(&n.pos, &np, format!("{:?} is listed twice", n.value));
-        } else {
-            names.push(n.value.clone());
-        }
-    }
-    if key == "allow" {
-        ListPolicy::AllowList(names)
-    } else {
-        ListPolicy::AllExcept(names)
     }
 }
 

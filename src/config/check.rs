@@ -429,6 +429,30 @@ pub(crate) fn key_header(name: &str) -> Result<String, String> {
     Ok(lower)
 }
 
+/// A header an origin request policy names (allow or all_except), returned lower-cased.
+/// Headers the edge never copies from the viewer are refused with the reason.
+pub(crate) fn forwarded_header(name: &str) -> Result<String, String> {
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!("{name:?} is not a valid header name"));
+    }
+    let lower = name.to_ascii_lowercase();
+    let why = match lower.as_str() {
+        "cookie" => Some("cookies are forwarded by `cookies`, not `headers`"),
+        "content-length" | "expect" => Some("the edge frames request bodies itself"),
+        "x-forwarded-for" | "via" => {
+            Some("the edge always sends it, extended with the viewer's own value")
+        }
+        n if crate::httpcache::HOP_BY_HOP.contains(&n) => {
+            Some("it is hop-by-hop (it describes the viewer's connection)")
+        }
+        _ => None,
+    };
+    match why {
+        Some(why) => Err(format!("{name:?} cannot be listed here: {why}")),
+        None => Ok(lower),
+    }
+}
+
 /// A cookie name (an HTTP token).
 pub(crate) fn cookie_name(s: &str) -> Result<(), String> {
     let token = |b: u8| {

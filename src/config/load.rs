@@ -131,6 +131,7 @@ const DEFAULT_BEHAVIOR_KEYS: &[&str] = &[
     "max_ttl",
     "allowed_methods",
     "cache_key",
+    "origin_request",
     "error_ttl",
     "error_ttls",
     "range_fill_max",
@@ -143,11 +144,13 @@ const BEHAVIOR_KEYS: &[&str] = &[
     "max_ttl",
     "allowed_methods",
     "cache_key",
+    "origin_request",
     "error_ttl",
     "error_ttls",
     "range_fill_max",
 ];
-const CACHE_KEY_KEYS: &[&str] = &["query_strings", "headers", "cookies"];
+const CACHE_KEY_KEYS: &[&str] = &["managed", "query_strings", "headers", "cookies"];
+const ORIGIN_REQUEST_KEYS: &[&str] = &["managed", "headers", "cookies", "query_strings"];
 const LIST_KEYS: &[&str] = &["allow", "all_except"];
 
 type Tab<'i> = &'i dyn TableLike;
@@ -475,9 +478,21 @@ impl Walker<'_, '_> {
         out
     }
 
-    /// "none" | "all" | { allow = [..] } | { all_except = [..] }
-    fn list_policy(&mut self, t: Tab, key: &str, path: &str, fallback: &Pos) -> Field<RawList> {
-        const FORMS: &str = "\"none\", \"all\", { allow = [...] } or { all_except = [...] }";
+    /// "none" | "all" | { allow = [..] } | { all_except = [..] }, and with `all_viewer`
+    /// also "all_viewer" (origin request headers).
+    fn list_policy(
+        &mut self,
+        t: Tab,
+        key: &str,
+        path: &str,
+        fallback: &Pos,
+        all_viewer: bool,
+    ) -> Field<RawList> {
+        let forms = if all_viewer {
+            "\"none\", \"all\", \"all_viewer\", { allow = [...] } or { all_except = [...] }"
+        } else {
+            "\"none\", \"all\", { allow = [...] } or { all_except = [...] }"
+        };
         let item = t.get(key)?;
         let pos = self.value_pos(t, key, item, fallback);
         let here = join(path, key);
@@ -485,15 +500,16 @@ impl Walker<'_, '_> {
             return match s {
                 "none" => Some(At::new(RawList::None, pos)),
                 "all" => Some(At::new(RawList::All, pos)),
+                "all_viewer" if all_viewer => Some(At::new(RawList::AllViewer, pos)),
                 other => {
                     self.problems
-                        .add(&pos, &here, format!("{other:?} is not one of {FORMS}"));
+                        .add(&pos, &here, format!("{other:?} is not one of {forms}"));
                     None
                 }
             };
         }
         let Some(sub) = item.as_table_like() else {
-            self.mismatch(t, key, item, path, fallback, FORMS);
+            self.mismatch(t, key, item, path, fallback, forms);
             return None;
         };
         self.keys(sub, &here, &pos, LIST_KEYS);
@@ -510,7 +526,7 @@ impl Walker<'_, '_> {
             (None, None) => {
                 // Unknown keys were already reported; an empty table was not.
                 if sub.is_empty() {
-                    self.problems.add(&pos, &here, format!("expected {FORMS}"));
+                    self.problems.add(&pos, &here, format!("expected {forms}"));
                 }
                 None
             }
@@ -701,20 +717,35 @@ impl Walker<'_, '_> {
             }
         }
         if let Some((kt, kpos)) = self.table(t, "cache_key", p, &pos) {
-            let kp = join(p, "cache_key");
-            self.keys(kt, &kp, &kpos, CACHE_KEY_KEYS);
-            b.cache_key = RawCacheKey {
-                query_strings: self.list_policy(kt, "query_strings", &kp, &kpos),
-                headers: self
-                    .strings(kt, "headers", &kp, &kpos)
-                    .map(|h| h.value)
-                    .unwrap_or_default(),
-                cookies: self.list_policy(kt, "cookies", &kp, &kpos),
+            b.cache_key = self.cache_key(kt, &kpos, &join(p, "cache_key"));
+        }
+        if let Some((rt, rpos)) = self.table(t, "origin_request", p, &pos) {
+            let rp = join(p, "origin_request");
+            self.keys(rt, &rp, &rpos, ORIGIN_REQUEST_KEYS);
+            b.origin_request = RawOriginRequest {
+                managed: self.string(rt, "managed", &rp, &rpos),
+                headers: self.list_policy(rt, "headers", &rp, &rpos, true),
+                cookies: self.list_policy(rt, "cookies", &rp, &rpos, false),
+                query_strings: self.list_policy(rt, "query_strings", &rp, &rpos, false),
             };
         }
         b.path = path;
         b.pos = pos;
         b
+    }
+}
+
+impl Walker<'_, '_> {
+    fn cache_key(&mut self, kt: Tab, kpos: &Pos, kp: &str) -> RawCacheKey {
+        self.keys(kt, kp, kpos, CACHE_KEY_KEYS);
+        let headers = self.strings(kt, "headers", kp, kpos);
+        RawCacheKey {
+            managed: self.string(kt, "managed", kp, kpos),
+            query_strings: self.list_policy(kt, "query_strings", kp, kpos, false),
+            headers_pos: headers.as_ref().map(|h| h.pos.clone()),
+            headers: headers.map(|h| h.value).unwrap_or_default(),
+            cookies: self.list_policy(kt, "cookies", kp, kpos, false),
+        }
     }
 }
 

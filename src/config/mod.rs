@@ -11,6 +11,7 @@ mod build;
 mod check;
 mod load;
 mod model;
+mod policy;
 mod problem;
 mod quick;
 mod raw;
@@ -18,6 +19,7 @@ mod size;
 
 pub use load::{load_file, load_str};
 pub use model::*;
+pub use policy::{MANAGED_CACHE_POLICIES, MANAGED_ORIGIN_REQUEST_POLICIES};
 pub use problem::{ConfigErrors, Problem};
 pub use quick::{quick, QuickOptions};
 pub use size::parse_size;

@@ -195,6 +195,8 @@ pub struct Behavior {
     pub max_ttl: u64,
     pub allowed_methods: AllowedMethods,
     pub cache_key: CacheKeyPolicy,
+    /// What is forwarded to the origin besides what the cache key includes.
+    pub origin_request: OriginRequestPolicy,
     /// Seconds CloudFront mode caches an error response (one of
     /// [`CACHED_ERROR_STATUSES`]) that has no explicit freshness (no `s-maxage`, `max-age`
     /// or `Expires`). 0 to 31536000. Default 10.
@@ -235,6 +237,14 @@ impl Behavior {
     /// mode) instead of by CloudFront's TTL rules.
     pub fn strict(&self) -> bool {
         self.default_ttl == 0
+    }
+
+    /// A response with Set-Cookie is not stored: CloudFront's rules apply and cookies are
+    /// not in the cache key (forwarded or not). Strict mode follows RFC 9111 §3 instead,
+    /// where Set-Cookie does not inhibit storing (the origin says `private` or
+    /// `no-cache="Set-Cookie"` to keep it out).
+    pub fn set_cookie_prevents_storing(&self) -> bool {
+        self.cache_key.cookies == ListPolicy::None && !self.strict()
     }
 }
 
@@ -322,6 +332,49 @@ pub struct CacheKeyPolicy {
     pub headers: Vec<String>,
     /// Cookie names. Default none.
     pub cookies: ListPolicy,
+}
+
+/// What the origin request includes besides what the cache key includes (CloudFront's
+/// origin request policy): forwarded, never keyed. Default: nothing more.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OriginRequestPolicy {
+    /// Viewer request headers (hop-by-hop ones and those named in Connection never).
+    pub headers: HeaderPolicy,
+    /// Cookie names.
+    pub cookies: ListPolicy,
+    /// Query string parameters.
+    pub query_strings: ListPolicy,
+}
+
+/// Which viewer headers an origin request policy forwards. Names are lower case. Whatever
+/// the policy, hop-by-hop headers, those the viewer's Connection names, Cookie (see the
+/// cookie policies), X-Forwarded-For and Via (the edge extends them) and the framing
+/// headers are never copied; on a cache fill neither are the conditional headers and
+/// Range, which the cache answers itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HeaderPolicy {
+    #[default]
+    None,
+    /// Every viewer header except Host.
+    All,
+    /// Every viewer header, the viewer's Host included.
+    AllViewer,
+    AllowList(Vec<String>),
+    /// Every viewer header except Host and these.
+    AllExcept(Vec<String>),
+}
+
+impl HeaderPolicy {
+    /// Is the (lower-case) header `name` forwarded?
+    pub fn includes(&self, name: &str) -> bool {
+        match self {
+            HeaderPolicy::None => false,
+            HeaderPolicy::All => name != "host",
+            HeaderPolicy::AllViewer => true,
+            HeaderPolicy::AllowList(names) => names.iter().any(|n| n == name),
+            HeaderPolicy::AllExcept(names) => name != "host" && !names.iter().any(|n| n == name),
+        }
+    }
 }
 
 /// none | all | allow-list | all-except, for query strings and cookies. Names are

@@ -1,6 +1,13 @@
 //! Quick mode, `cairn serve --origin URL [...]`: [`quick`] turns the flags into the same
 //! raw configuration a file produces — one catch-all distribution "default" with one
 //! origin "origin" — and validates it with the same rules, so problems name the flag.
+//!
+//! Quick mode is a standard reverse-proxy cache, not CloudFront's defaults: every query
+//! string is keyed and forwarded, every viewer header (but hop-by-hop ones) and every
+//! cookie is forwarded unkeyed (so a response with Set-Cookie is not stored, but in strict
+//! mode, which follows RFC 9111 §3 there), and the
+//! origin's own Host is sent unless `--forward-host` keys and forwards the viewer's.
+//! `--query-strings` and `--forward-headers` narrow it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +39,45 @@ pub struct QuickOptions {
     pub min_ttl: Option<u64>,
     /// `--max-ttl`, seconds.
     pub max_ttl: Option<u64>,
+    /// `--query-strings all|none|allow=a,b`: keyed and forwarded. Default all.
+    pub query_strings: Option<String>,
+    /// `--forward-headers all|none|allow=a,b`: forwarded, not keyed. Default all.
+    pub forward_headers: Option<String>,
+    /// `--forward-host`: the viewer's Host is keyed and forwarded.
+    pub forward_host: bool,
+}
+
+/// `all`, `none` or `allow=a,b` from flag `name` (default `all`).
+fn list_flag(
+    value: Option<&str>,
+    name: &str,
+    problems: &mut Problems,
+    path: &str,
+) -> Field<RawList> {
+    let pos = Pos::flag(name);
+    let list = match value.unwrap_or("all") {
+        "all" => RawList::All,
+        "none" => RawList::None,
+        other => match other.strip_prefix("allow=") {
+            Some(names) => {
+                let names = names
+                    .split(',')
+                    .map(|n| At::new(n.trim().to_string(), pos.clone()))
+                    .filter(|n| !n.value.is_empty())
+                    .collect();
+                RawList::Allow(At::new(names, pos.clone()))
+            }
+            None => {
+                problems.add(
+                    &pos,
+                    path,
+                    format!("{other:?} is not one of all, none or allow=NAME,NAME"),
+                );
+                return None;
+            }
+        },
+    };
+    Some(At::new(list, pos))
 }
 
 /// Builds the configuration of quick mode from its flags.
@@ -64,6 +110,35 @@ fn quick_in(opts: &QuickOptions, base: &Path) -> Result<Config, ConfigErrors> {
     };
 
     let dp = "distribution[0]".to_string();
+    let bp = format!("{dp}.default_behavior");
+    let query_strings = list_flag(
+        opts.query_strings.as_deref(),
+        "--query-strings",
+        &mut problems,
+        &format!("{bp}.cache_key.query_strings"),
+    );
+    let forward_headers = list_flag(
+        opts.forward_headers.as_deref(),
+        "--forward-headers",
+        &mut problems,
+        &format!("{bp}.origin_request.headers"),
+    );
+    let host_flag = Pos::flag("--forward-host");
+    let cache_key = RawCacheKey {
+        query_strings,
+        headers: if opts.forward_host {
+            vec![At::new("host".to_string(), host_flag.clone())]
+        } else {
+            Vec::new()
+        },
+        headers_pos: opts.forward_host.then_some(host_flag),
+        ..RawCacheKey::default()
+    };
+    let origin_request = RawOriginRequest {
+        headers: forward_headers,
+        cookies: Some(At::new(RawList::All, origin_flag.clone())),
+        ..RawOriginRequest::default()
+    };
     let raw = RawConfig {
         pos: origin_flag.clone(),
         edge: RawEdge {
@@ -90,11 +165,13 @@ fn quick_in(opts: &QuickOptions, base: &Path) -> Result<Config, ConfigErrors> {
                 ..RawOrigin::default()
             }],
             default_behavior: RawBehavior {
-                path: format!("{dp}.default_behavior"),
+                path: bp,
                 pos: origin_flag.clone(),
                 default_ttl: flag(opts.default_ttl, "--default-ttl"),
                 min_ttl: flag(opts.min_ttl, "--min-ttl"),
                 max_ttl: flag(opts.max_ttl, "--max-ttl"),
+                cache_key,
+                origin_request,
                 ..RawBehavior::default()
             },
             path: dp,
@@ -178,6 +255,7 @@ mod tests {
             default_ttl: Some(60),
             min_ttl: Some(10),
             max_ttl: Some(600),
+            ..QuickOptions::default()
         };
         let c = quick_in(&o, Path::new("/w")).unwrap();
         assert_eq!(c.cache.dir, Path::new("/w/c"));
@@ -204,6 +282,59 @@ mod tests {
             "{e}"
         );
         assert!(e.problems.iter().all(|p| p.line == 0));
+    }
+
+    #[test]
+    fn keys_and_forwards_like_a_reverse_proxy_cache() {
+        let c = quick_in(&opts("http://127.0.0.1:8000"), Path::new("/")).unwrap();
+        let b = &c.distributions[0].default_behavior;
+        assert_eq!(b.cache_key.query_strings, ListPolicy::All);
+        assert!(b.cache_key.headers.is_empty());
+        assert_eq!(b.cache_key.cookies, ListPolicy::None);
+        assert_eq!(b.origin_request.headers, HeaderPolicy::All);
+        assert_eq!(b.origin_request.cookies, ListPolicy::All);
+        assert!(b.set_cookie_prevents_storing());
+        let narrow = QuickOptions {
+            query_strings: Some("allow=page, q".to_string()),
+            forward_headers: Some("allow=Authorization,x-trace".to_string()),
+            forward_host: true,
+            ..opts("http://127.0.0.1:8000")
+        };
+        let c = quick_in(&narrow, Path::new("/")).unwrap();
+        let b = &c.distributions[0].default_behavior;
+        assert_eq!(
+            b.cache_key.query_strings,
+            ListPolicy::AllowList(vec!["page".into(), "q".into()])
+        );
+        assert_eq!(b.cache_key.headers, ["host"]);
+        assert_eq!(
+            b.origin_request.headers,
+            HeaderPolicy::AllowList(vec!["authorization".into(), "x-trace".into()])
+        );
+        let none = QuickOptions {
+            query_strings: Some("none".to_string()),
+            forward_headers: Some("none".to_string()),
+            ..opts("http://127.0.0.1:8000")
+        };
+        let c = quick_in(&none, Path::new("/")).unwrap();
+        let b = &c.distributions[0].default_behavior;
+        assert_eq!(b.cache_key.query_strings, ListPolicy::None);
+        assert_eq!(b.origin_request.headers, HeaderPolicy::None);
+        let bad = QuickOptions {
+            query_strings: Some("some".to_string()),
+            forward_headers: Some("allow=connection".to_string()),
+            ..opts("http://127.0.0.1:8000")
+        };
+        let e = quick_in(&bad, Path::new("/")).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.contains("--query-strings: distribution[0].default_behavior.cache_key.query_strings: \"some\" is not one of all, none or allow=NAME,NAME"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("--forward-headers: distribution[0].default_behavior.origin_request.headers.allow[0]: \"connection\" cannot be listed here"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -108,6 +108,7 @@ pub(crate) struct RawBehavior {
     pub max_ttl: Field<u64>,
     pub allowed_methods: Field<Vec<At<String>>>,
     pub cache_key: RawCacheKey,
+    pub origin_request: RawOriginRequest,
     pub error_ttl: Field<u64>,
     /// `error_ttls` entries: the key (a status, as written) and the seconds.
     pub error_ttls: Vec<(At<String>, At<u64>)>,
@@ -116,16 +117,33 @@ pub(crate) struct RawBehavior {
 
 #[derive(Debug, Default)]
 pub(crate) struct RawCacheKey {
+    /// A CloudFront managed cache policy name.
+    pub managed: Field<String>,
     pub query_strings: Field<RawList>,
     pub headers: Vec<At<String>>,
+    /// Where `headers` is written, when it is.
+    pub headers_pos: Option<Pos>,
     pub cookies: Field<RawList>,
 }
 
-/// A `query_strings` or `cookies` value; the lists keep their own position.
+/// `origin_request`: what is forwarded besides the cache key.
+#[derive(Debug, Default)]
+pub(crate) struct RawOriginRequest {
+    /// A CloudFront managed origin request policy name.
+    pub managed: Field<String>,
+    pub headers: Field<RawList>,
+    pub cookies: Field<RawList>,
+    pub query_strings: Field<RawList>,
+}
+
+/// A `query_strings`, `cookies` or (origin request) `headers` value; the lists keep their
+/// own position.
 #[derive(Debug)]
 pub(crate) enum RawList {
     None,
     All,
+    /// `"all_viewer"`: headers only (every viewer header, Host included).
+    AllViewer,
     Allow(At<Vec<At<String>>>),
     AllExcept(At<Vec<At<String>>>),
 }

@@ -1119,3 +1119,245 @@ fn load_file_resolves_paths_and_reports_unreadable_files() {
         (file.display().to_string().as_str(), 2)
     );
 }
+
+#[test]
+fn origin_request_policies_load_in_every_form() {
+    let r = |body: &str| {
+        format!(
+            "{}[distribution.default_behavior.origin_request]\n{body}\n",
+            site("")
+        )
+    };
+    let c = load(&r(
+        "headers = \"all\"\ncookies = \"all\"\nquery_strings = { allow = [\"q\"] }",
+    ))
+    .unwrap();
+    let o = &c.distributions[0].default_behavior.origin_request;
+    assert_eq!(o.headers, HeaderPolicy::All);
+    assert_eq!(o.cookies, ListPolicy::All);
+    assert_eq!(o.query_strings, ListPolicy::AllowList(vec!["q".into()]));
+    let c = load(&r("headers = { all_except = [\"X-Debug\"] }")).unwrap();
+    let o = &c.distributions[0].default_behavior.origin_request;
+    assert_eq!(o.headers, HeaderPolicy::AllExcept(vec!["x-debug".into()]));
+    assert_eq!(o.cookies, ListPolicy::None, "default: nothing more");
+    for (form, want) in [
+        ("\"none\"", HeaderPolicy::None),
+        ("\"all_viewer\"", HeaderPolicy::AllViewer),
+        (
+            "{ allow = [\"Authorization\", \"host\"] }",
+            HeaderPolicy::AllowList(vec!["authorization".into(), "host".into()]),
+        ),
+    ] {
+        let c = load(&r(&format!("headers = {form}"))).unwrap();
+        assert_eq!(
+            c.distributions[0].default_behavior.origin_request.headers,
+            want
+        );
+    }
+    // The origin_request table is line 6; its first key line 7.
+    let (l, c, p) = only(
+        &r("cookies = \"all_viewer\""),
+        "\"all_viewer\" is not one of \"none\", \"all\", { allow",
+    );
+    assert_eq!(
+        (l, c, p.as_str()),
+        (
+            7,
+            11,
+            "distribution[0].default_behavior.origin_request.cookies"
+        )
+    );
+    let (l, c, p) = only(
+        &r("headers = { allow = [\"cookie\"] }"),
+        "forwarded by `cookies`",
+    );
+    assert_eq!(
+        (l, c, p.as_str()),
+        (
+            7,
+            22,
+            "distribution[0].default_behavior.origin_request.headers.allow[0]"
+        )
+    );
+    for refused in [
+        "connection",
+        "via",
+        "x-forwarded-for",
+        "content-length",
+        "Keep-Alive",
+    ] {
+        only(
+            &r(&format!("headers = {{ allow = [\"{refused}\"] }}")),
+            "cannot be listed here",
+        );
+    }
+    only(&r("headers = \"some\""), "\"all_viewer\"");
+    only(&r("headers = { allow = [] }"), "must not be empty");
+    only(&r("headers = { allow = [\"a\", \"A\"] }"), "listed twice");
+    only(&r("header = \"all\""), "did you mean `headers`?");
+}
+
+#[test]
+fn managed_policy_names_expand_as_documented() {
+    let b = |body: &str| format!("{}[distribution.default_behavior]\n{body}\n", site(""));
+    let behaviour = |body: &str| {
+        load(&b(body)).unwrap().distributions[0]
+            .default_behavior
+            .clone()
+    };
+    let opt = behaviour("cache_key = { managed = \"CachingOptimized\" }");
+    assert_eq!(opt.cache_key.headers, ["accept-encoding"]);
+    assert_eq!(opt.cache_key.query_strings, ListPolicy::None);
+    assert_eq!(opt.cache_key.cookies, ListPolicy::None);
+    assert_eq!(
+        (opt.min_ttl, opt.default_ttl, opt.max_ttl),
+        (1, 86400, 31536000)
+    );
+    let off = behaviour("cache_key = { managed = \"CachingDisabled\" }");
+    assert_eq!((off.min_ttl, off.default_ttl, off.max_ttl), (0, 0, 0));
+    assert!(off.strict() && off.cache_key == CacheKeyPolicy::default());
+    let origin_cc = behaviour("cache_key = { managed = \"UseOriginCacheControlHeaders\" }");
+    assert!(origin_cc.strict());
+    assert_eq!(
+        origin_cc.cache_key.headers,
+        [
+            "accept-encoding",
+            "host",
+            "origin",
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override"
+        ]
+    );
+    assert_eq!(origin_cc.cache_key.cookies, ListPolicy::All);
+    assert_eq!(origin_cc.cache_key.query_strings, ListPolicy::None);
+    let with_q =
+        behaviour("cache_key = { managed = \"UseOriginCacheControlHeaders-QueryStrings\" }");
+    assert_eq!(with_q.cache_key.query_strings, ListPolicy::All);
+    assert_eq!(with_q.max_ttl, 31536000);
+
+    let all = behaviour("origin_request = { managed = \"AllViewer\" }").origin_request;
+    assert_eq!(
+        (all.headers, all.cookies, all.query_strings),
+        (HeaderPolicy::AllViewer, ListPolicy::All, ListPolicy::All)
+    );
+    let no_host = behaviour("origin_request = { managed = \"AllViewerExceptHostHeader\" }");
+    assert_eq!(no_host.origin_request.headers, HeaderPolicy::All);
+    assert!(!no_host.origin_request.headers.includes("host"));
+    let cors = behaviour("origin_request = { managed = \"CORS-S3Origin\" }").origin_request;
+    assert_eq!(
+        cors.headers,
+        HeaderPolicy::AllowList(vec![
+            "origin".into(),
+            "access-control-request-headers".into(),
+            "access-control-request-method".into()
+        ])
+    );
+    assert_eq!(
+        (cors.cookies, cors.query_strings),
+        (ListPolicy::None, ListPolicy::None)
+    );
+    let ua = behaviour("origin_request = { managed = \"UserAgentRefererHeaders\" }").origin_request;
+    assert_eq!(
+        ua.headers,
+        HeaderPolicy::AllowList(vec!["user-agent".into(), "referer".into()])
+    );
+    assert_eq!(ua.query_strings, ListPolicy::All);
+    // Every documented name loads.
+    for m in MANAGED_CACHE_POLICIES {
+        behaviour(&format!("cache_key = {{ managed = \"{}\" }}", m.name));
+    }
+    for m in MANAGED_ORIGIN_REQUEST_POLICIES {
+        behaviour(&format!("origin_request = {{ managed = \"{}\" }}", m.name));
+    }
+}
+
+#[test]
+fn policy_conflicts_are_explained_where_they_are_written() {
+    let b = |body: &str| format!("{}[distribution.default_behavior]\n{body}\n", site(""));
+    // The default_behavior table is line 6.
+    let (l, c, p) = only(
+        &b("cache_key = { headers = [\"accept-language\"] }\norigin_request = { headers = { all_except = [\"Accept-Language\"] } }"),
+        "\"Accept-Language\" is in the cache key (cache_key.headers, line 7), and what the cache key includes is always forwarded",
+    );
+    assert_eq!(
+        (l, c, p.as_str()),
+        (
+            8,
+            46,
+            "distribution[0].default_behavior.origin_request.headers.all_except[0]"
+        )
+    );
+    let (l, _, p) = only(
+        &b("cache_key = { query_strings = \"all\" }\norigin_request = { query_strings = { all_except = [\"utm\"] } }"),
+        "\"utm\" is in the cache key (cache_key.query_strings, line 7)",
+    );
+    assert_eq!(
+        (l, p.as_str()),
+        (
+            8,
+            "distribution[0].default_behavior.origin_request.query_strings.all_except[0]"
+        )
+    );
+    only(
+        &b("cache_key = { managed = \"UseOriginCacheControlHeaders\" }\norigin_request = { cookies = { all_except = [\"s\"] } }"),
+        "(cache_key.managed = \"UseOriginCacheControlHeaders\", line 7)",
+    );
+    // Excluding what the key leaves out is fine.
+    load(&b("cache_key = { cookies = { allow = [\"s\"] } }\norigin_request = { cookies = { all_except = [\"t\"] } }")).unwrap();
+
+    let (l, c, p) = only(
+        &b("cache_key = { managed = \"CachingFast\" }"),
+        "\"CachingFast\" is not a managed cache policy; the managed names are CachingOptimized, ",
+    );
+    assert_eq!(
+        (l, c, p.as_str()),
+        (7, 25, "distribution[0].default_behavior.cache_key.managed")
+    );
+    only(
+        &b("origin_request = { managed = \"AllViewers\" }"),
+        "is not a managed origin request policy; the managed names are AllViewer, ",
+    );
+    let (l, c, p) = only(
+        &b("cache_key = { managed = \"CachingOptimized\", headers = [\"x\"] }"),
+        "`managed = \"CachingOptimized\"`, line 7 already sets `headers`",
+    );
+    assert_eq!(
+        (l, c, p.as_str()),
+        (7, 55, "distribution[0].default_behavior.cache_key.headers")
+    );
+    only(
+        &b("origin_request = { managed = \"AllViewer\", cookies = \"none\" }"),
+        "already sets `cookies`",
+    );
+    let (l, c, p) = only(
+        &b("default_ttl = 60\ncache_key = { managed = \"CachingOptimized\" }"),
+        "`cache_key.managed`, line 8 sets min_ttl, default_ttl and max_ttl",
+    );
+    assert_eq!(
+        (l, c, p.as_str()),
+        (7, 15, "distribution[0].default_behavior.default_ttl")
+    );
+}
+
+#[test]
+fn the_example_documents_origin_request_policies() {
+    let c = load(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    let d = &c.distributions[0];
+    assert_eq!(
+        d.default_behavior.origin_request.headers,
+        HeaderPolicy::AllowList(vec!["user-agent".into(), "accept-language".into()])
+    );
+    let images = &d.behaviors[0].origin_request;
+    assert_eq!(
+        images.headers,
+        HeaderPolicy::AllowList(vec![
+            "origin".into(),
+            "access-control-request-headers".into(),
+            "access-control-request-method".into()
+        ])
+    );
+    let api = &d.behaviors[1].origin_request;
+    assert_eq!(api.headers, HeaderPolicy::AllExcept(vec!["x-debug".into()]));
+    assert_eq!(api.cookies, ListPolicy::All);
+}

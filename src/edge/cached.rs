@@ -15,10 +15,10 @@ use http::header::{HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, IF_RANGE, RANGE};
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use crate::body::{self, BoxError};
-use crate::cache_key::KeyedRequest;
+use crate::cache_key::forward::{Exchange, Policies};
 use crate::collapse::{Fill, Joined, Reader};
 use crate::edge::fill::{self, FillHead, FillRequest};
-use crate::edge::forward::{origin_request, Viewer};
+use crate::edge::forward::ViewerRequest;
 use crate::edge::meta::{Meta, StoredResponse};
 use crate::edge::pipeline::{follow_body, Answer};
 use crate::edge::respond::{self, decorate};
@@ -85,8 +85,7 @@ pub async fn answer(
     rt: &Arc<Runtime>,
     di: usize,
     bi: Option<usize>,
-    keyed: KeyedRequest,
-    viewer: Viewer,
+    asked: ViewerRequest,
     method: Method,
     req: HeaderMap,
 ) -> Answer {
@@ -108,7 +107,7 @@ pub async fn answer(
     let facts = RequestFacts::from_request(&method, &req);
     let now = SystemTime::now();
 
-    let found = lookup(edge, &keyed.key, &req).await;
+    let found = lookup(edge, &asked.keyed.key, &req).await;
     let mut stale: Option<Found> = None;
     let mut own_fetch = false;
     if let Some(f) = found {
@@ -128,7 +127,7 @@ pub async fn answer(
                     return a;
                 }
                 Reuse::StaleWhileRevalidate => {
-                    refresh_in_background(edge, rt, di, bi, &keyed, &viewer, &req, &f);
+                    refresh_in_background(edge, rt, di, bi, &asked, &req, &f);
                     let mut a = Answer::new(
                         hit::serve(rt, f.hit, &f.meta, ResultType::Hit, &method, &req, now),
                         ResultType::Hit,
@@ -164,22 +163,21 @@ pub async fn answer(
     };
     // A stored partial response (RFC 9111 §3.3) may cover the range.
     if wants_range && stale.is_none() && !own_fetch {
-        if let Some(resp) = partial::serve(edge, rt, &keyed.key, &req, mode, &facts).await {
+        if let Some(resp) = partial::serve(edge, rt, &asked.keyed.key, &req, mode, &facts).await {
             let mut a = Answer::new(resp, ResultType::Hit, Some(di));
             a.detailed = "PartialHit";
             return a;
         }
     }
     let range_fill_max = (wants_range && stale.is_none()).then_some(b.range_fill_max);
-    let for_pass_through = wants_range.then(|| (keyed.clone(), viewer.clone()));
-    let key = keyed.key.clone();
-    let mut direct = Some((keyed.clone(), viewer.clone()));
+    let for_pass_through = wants_range.then(|| asked.clone());
+    let key = asked.keyed.key.clone();
+    let mut direct = Some(asked.clone());
     let stored = stale.as_ref().map(|f| (f.hit.info.clone(), f.meta.clone()));
     let request = FillRequest {
         dist: di,
         behavior: bi,
-        keyed,
-        viewer,
+        asked,
         stored,
         request: req.clone(),
         range_fill_max,
@@ -246,7 +244,7 @@ pub async fn answer(
             _ => false,
         };
         match direct.take() {
-            Some((keyed, viewer)) if (not_ours && !leader) || evicted => {
+            Some(asked) if (not_ours && !leader) || evicted => {
                 // Not ours to see (Set-Cookie, private, Authorization, another variant):
                 // fetch alone, revalidating our own stored response if we have one (and
                 // it is still stored).
@@ -257,8 +255,7 @@ pub async fn answer(
                 let request = FillRequest {
                     dist: di,
                     behavior: bi,
-                    keyed,
-                    viewer,
+                    asked,
                     stored: stale
                         .as_ref()
                         .filter(|_| !evicted)
@@ -335,9 +332,7 @@ pub async fn answer(
             ),
         },
         FillHead::RangePassThrough => match for_pass_through {
-            Some((keyed, viewer)) => {
-                range_pass_through(edge, rt, di, bi, &keyed, &viewer, &req).await
-            }
+            Some(asked) => range_pass_through(edge, rt, di, bi, &asked, &req).await,
             // A viewer without a range fetched the object itself (above).
             None => err(StatusCode::BAD_GATEWAY, "The origin fetch failed."),
         },
@@ -404,12 +399,12 @@ async fn range_pass_through(
     rt: &Runtime,
     di: usize,
     bi: Option<usize>,
-    keyed: &KeyedRequest,
-    viewer: &Viewer,
+    asked: &ViewerRequest,
     req: &HeaderMap,
 ) -> Answer {
     let d = &rt.config.distributions[di];
-    let plan = fill::plan(rt, d, fill::behavior(d, bi));
+    let b = fill::behavior(d, bi);
+    let plan = fill::plan(rt, d, b);
     let name = &rt.config.edge.name;
     let mut extra = HeaderMap::new();
     for field in [RANGE, IF_RANGE] {
@@ -417,21 +412,12 @@ async fn range_pass_through(
             extra.insert(field, v.clone());
         }
     }
+    let forward = asked.forward(Method::GET, req, Policies::of(b), Exchange::Fill, extra);
     let request_time = SystemTime::now();
     let fetched = fetch(
         &plan,
         &Method::GET,
-        |origin| {
-            origin_request(
-                origin,
-                name,
-                Method::GET,
-                keyed,
-                viewer,
-                extra.clone(),
-                None,
-            )
-        },
+        |origin| forward.to(origin, name, None),
         |o, r, t| edge.metrics.origin(&d.id, &o.id, r, t),
     )
     .await;
@@ -465,7 +451,7 @@ async fn range_pass_through(
                     edge,
                     fill::behavior(d, bi),
                     &d.id,
-                    &keyed.key,
+                    &asked.keyed.key,
                     &parts.headers,
                     tags,
                     body,
@@ -489,17 +475,15 @@ fn refresh_in_background(
     rt: &Arc<Runtime>,
     di: usize,
     bi: Option<usize>,
-    keyed: &KeyedRequest,
-    viewer: &Viewer,
+    asked: &ViewerRequest,
     req: &HeaderMap,
     f: &Found,
 ) {
-    if let Joined::Leader(r) = edge.fills.join(&keyed.key) {
+    if let Joined::Leader(r) = edge.fills.join(&asked.keyed.key) {
         let request = FillRequest {
             dist: di,
             behavior: bi,
-            keyed: keyed.clone(),
-            viewer: viewer.clone(),
+            asked: asked.clone(),
             stored: Some((f.hit.info.clone(), f.meta.clone())),
             request: req.clone(),
             range_fill_max: None,

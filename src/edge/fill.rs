@@ -13,10 +13,10 @@ use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, DATE, SET_COOKIE, TR
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::cache_key::KeyedRequest;
+use crate::cache_key::forward::{Exchange, Policies};
 use crate::collapse::{End, Fill};
 use crate::config::{Behavior, Distribution, ListPolicy};
-use crate::edge::forward::{origin_request, Viewer};
+use crate::edge::forward::ViewerRequest;
 use crate::edge::meta::{Freshness, Meta, StoredResponse};
 use crate::edge::server::panic_message;
 use crate::edge::{Edge, Runtime};
@@ -60,8 +60,7 @@ pub enum FillHead {
 pub struct FillRequest {
     pub dist: usize,
     pub behavior: Option<usize>,
-    pub keyed: KeyedRequest,
-    pub viewer: Viewer,
+    pub asked: ViewerRequest,
     /// The stored object being revalidated, if any.
     pub stored: Option<(ObjectInfo, StoredResponse)>,
     /// The viewer's request headers (Vary, Authorization).
@@ -104,7 +103,7 @@ pub fn spawn(
     registered: bool,
 ) {
     tokio::spawn(async move {
-        let key = req.keyed.key.clone();
+        let key = req.asked.keyed.key.clone();
         let ran = AssertUnwindSafe(run(&edge, &rt, req, &fill, registered))
             .catch_unwind()
             .await;
@@ -148,20 +147,17 @@ async fn run(
         .unwrap_or_default();
     let request_time = SystemTime::now();
     let edge_name = rt.config.edge.name.clone();
+    let forward = req.asked.forward(
+        Method::GET,
+        &req.request,
+        Policies::of(b),
+        Exchange::Fill,
+        conditional,
+    );
     let fetched = fetch(
         &plan,
         &Method::GET,
-        |origin| {
-            origin_request(
-                origin,
-                &edge_name,
-                Method::GET,
-                &req.keyed,
-                &req.viewer,
-                conditional.clone(),
-                None,
-            )
-        },
+        |origin| forward.to(origin, &edge_name, None),
         |o, r, t| edge.metrics.origin(&d.id, &o.id, r, t),
     )
     .await;
@@ -229,7 +225,7 @@ async fn run(
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(max) = req.range_fill_max {
         if parts.status == StatusCode::OK && content_length.is_some_and(|l| l > max) {
-            tracing::debug!(key = %String::from_utf8_lossy(&req.keyed.key), length = content_length, range_fill_max = max, "a range request on a miss for an object above range_fill_max: the range goes to the origin");
+            tracing::debug!(key = %String::from_utf8_lossy(&req.asked.keyed.key), length = content_length, range_fill_max = max, "a range request on a miss for an object above range_fill_max: the range goes to the origin");
             fill.set_head(FillHead::RangePassThrough);
             fill.end(End::Complete);
             return;
@@ -267,10 +263,7 @@ async fn run(
         why_not = Some("a partial response (206) is not stored");
     } else if !delimited {
         why_not = Some("the response has neither Content-Length nor chunked encoding");
-    } else if policy.mode == Mode::CloudFront
-        && headers.contains_key(SET_COOKIE)
-        && b.cache_key.cookies == ListPolicy::None
-    {
+    } else if headers.contains_key(SET_COOKIE) && b.set_cookie_prevents_storing() {
         why_not = Some("Set-Cookie while cookies are not in the cache key");
     } else if vary == VarySpec::Star {
         why_not = Some("Vary: * never matches a later request");
@@ -284,7 +277,7 @@ async fn run(
         why_not = Some("already stale and without a validator");
     }
     let shareable = why_not.is_none();
-    tracing::debug!(key = %String::from_utf8_lossy(&req.keyed.key), status = parts.status.as_u16(), stored = shareable, reason = why_not.unwrap_or(decision.reason), "origin response");
+    tracing::debug!(key = %String::from_utf8_lossy(&req.asked.keyed.key), status = parts.status.as_u16(), stored = shareable, reason = why_not.unwrap_or(decision.reason), "origin response");
     let vary_names = match &vary {
         VarySpec::Names(n) if !n.is_empty() => Some(n.clone()),
         _ => None,
@@ -315,18 +308,18 @@ async fn run(
         );
         let expires_at = meta.expires_at();
         let key = if names.is_empty() {
-            req.keyed.key.clone()
+            req.asked.keyed.key.clone()
         } else {
             // The primary key holds the list of names; the response goes to its variant.
             index_variants(
                 edge,
-                &req.keyed.key,
+                &req.asked.keyed.key,
                 &d.id,
                 &names,
                 response_time,
                 expires_at,
             );
-            crate::cache_key::variant_key(&req.keyed.key, &names, &req.request)
+            crate::cache_key::variant_key(&req.asked.keyed.key, &names, &req.request)
         };
         match edge.store.begin(ObjectSpec {
             key,
@@ -352,7 +345,7 @@ async fn run(
     });
     if !shareable && registered {
         // Later viewers must not follow a response that is not theirs to see.
-        edge.fills.finish(&req.keyed.key, fill);
+        edge.fills.finish(&req.asked.keyed.key, fill);
     }
 
     // The last chunk (with Content-Length: the one completing it; without: the latest)

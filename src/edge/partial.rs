@@ -18,7 +18,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use crate::body::{BoxBody, BoxError};
-use crate::config::{Behavior, ListPolicy};
+use crate::config::Behavior;
 use crate::edge::meta::{Freshness, Meta, StoredResponse};
 use crate::edge::respond::{decorate, set_age};
 use crate::edge::store_warn::StoreWarnings;
@@ -156,9 +156,7 @@ pub fn store_while_streaming(
     );
     let age = httpcache::initial_age(headers, request_time, response_time);
     let vary = httpcache::vary_spec(headers);
-    let cookie_blocked = policy.mode == Mode::CloudFront
-        && headers.contains_key(SET_COOKIE)
-        && b.cache_key.cookies == ListPolicy::None;
+    let cookie_blocked = headers.contains_key(SET_COOKIE) && b.set_cookie_prevents_storing();
     let varies = !matches!(&vary, VarySpec::Names(n) if n.is_empty());
     if !decision.store || cookie_blocked || varies || decision.freshness <= age {
         return body;

@@ -18,10 +18,11 @@ use hyper::body::Incoming;
 
 use crate::access_log::{new_request_id, LogEntry};
 use crate::body::{self, BoxBody, BoxError};
+use crate::cache_key::forward::{forwarded_query, Exchange, Policies};
 use crate::cache_key::{cache_key, normalize_path, KeyError, KeyInput};
 use crate::collapse::Reader;
 use crate::edge::fill::{self, FillHead};
-use crate::edge::forward::{origin_request, Viewer};
+use crate::edge::forward::{Viewer, ViewerRequest};
 use crate::edge::respond::{self, decorate};
 use crate::edge::router::host_name;
 use crate::edge::tracked::{Outcome, Tracked};
@@ -372,30 +373,41 @@ async fn answer(
         );
         return a;
     }
-    let keyed = match cache_key(&KeyInput {
+    let keyed = cache_key(&KeyInput {
         distribution: &d.id,
         uri: req.uri(),
         headers: req.headers(),
         policy: &b.cache_key,
         default_root_object: d.default_root_object.as_deref(),
-    }) {
+    })
+    .and_then(|keyed| {
+        let query = forwarded_query(req.uri().query(), keyed.query.as_deref(), Policies::of(b))?;
+        Ok((keyed, query))
+    });
+    let (keyed, query) = match keyed {
         Ok(k) => k,
         Err(e @ KeyError::TooLong { .. }) => {
             return refuse(Refusal::UriTooLong, e.status(), &e.to_string())
         }
         Err(e) => return refuse(Refusal::BadTarget, e.status(), &e.to_string()),
     };
-    let viewer = Viewer {
-        ip: peer.ip(),
-        forwarded_for: header_str(req.headers(), "x-forwarded-for"),
+    let asked = ViewerRequest {
+        keyed,
+        viewer: Viewer {
+            ip: peer.ip(),
+            forwarded_for: header_str(req.headers(), "x-forwarded-for"),
+            via: header_str(req.headers(), http::header::VIA),
+        },
+        uri: req.uri().clone(),
+        query,
     };
     let method = req.method().clone();
     if method != Method::GET && method != Method::HEAD {
-        return pass_through(edge, rt, di, bi, keyed, viewer, req).await;
+        return pass_through(edge, rt, di, bi, asked, req).await;
     }
     let headers = req.headers().clone();
     drop(req);
-    cached::answer(edge, rt, di, bi, keyed, viewer, method, headers).await
+    cached::answer(edge, rt, di, bi, asked, method, headers).await
 }
 
 /// The body of a fill, as its chunks arrive.
@@ -418,8 +430,7 @@ async fn pass_through(
     rt: &Arc<Runtime>,
     di: usize,
     bi: Option<usize>,
-    keyed: crate::cache_key::KeyedRequest,
-    viewer: Viewer,
+    asked: ViewerRequest,
     req: Request<Incoming>,
 ) -> Answer {
     let d = &rt.config.distributions[di];
@@ -452,23 +463,20 @@ async fn pass_through(
     }
     let has_body = req.headers().contains_key(CONTENT_LENGTH)
         || req.headers().contains_key(http::header::TRANSFER_ENCODING);
+    let forward = asked.forward(
+        method.clone(),
+        req.headers(),
+        Policies::of(b),
+        Exchange::PassThrough,
+        extra,
+    );
     let exceeded = Arc::new(AtomicBool::new(false));
     let mut body =
         has_body.then(|| body::incoming_limited(req.into_body(), limit, exceeded.clone()));
     let fetched = fetch(
         &plan,
         &method,
-        |origin| {
-            origin_request(
-                origin,
-                name,
-                method.clone(),
-                &keyed,
-                &viewer,
-                extra.clone(),
-                body.take(),
-            )
-        },
+        |origin| forward.to(origin, name, body.take()),
         |o, r, t| edge.metrics.origin(&d.id, &o.id, r, t),
     )
     .await;
@@ -505,7 +513,7 @@ async fn pass_through(
                 di,
                 &fetched.origin.origin,
                 &method,
-                &keyed,
+                &asked.keyed,
                 &parts,
             );
             httpcache::strip_hop_by_hop(&mut parts.headers);

@@ -6,6 +6,7 @@ mod admin_tags;
 mod common;
 mod edge_basic;
 mod edge_config;
+mod edge_forwarding;
 mod edge_harness;
 mod edge_logs;
 mod edge_policy;

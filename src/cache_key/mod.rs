@@ -33,6 +33,8 @@ use http::Uri;
 
 use crate::config::{CacheKeyPolicy, ListPolicy};
 
+pub mod forward;
+
 /// Longest key accepted, in bytes; longer requests are answered 414.
 pub const MAX_KEY_LEN: usize = 8192;
 
@@ -540,10 +542,18 @@ fn list_includes(policy: &ListPolicy, name: &[u8]) -> bool {
 /// their own encoding, except raw bytes not allowed in a query (RFC 3986 §3.4) which are
 /// encoded. An invalid escape anywhere is an error unless the policy forwards nothing.
 fn forwarded_query(raw: Option<&str>, policy: &ListPolicy) -> Result<Option<String>, KeyError> {
+    query_of_any(raw, &[policy])
+}
+
+/// [`forwarded_query`] for the parameters any of `policies` includes.
+pub(crate) fn query_of_any(
+    raw: Option<&str>,
+    policies: &[&ListPolicy],
+) -> Result<Option<String>, KeyError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
-    if *policy == ListPolicy::None {
+    if policies.iter().all(|p| **p == ListPolicy::None) {
         return Ok(None);
     }
     let bytes = raw.as_bytes();
@@ -585,7 +595,7 @@ fn forwarded_query(raw: Option<&str>, policy: &ListPolicy) -> Result<Option<Stri
             }
             i += 1;
         }
-        if !list_includes(policy, &name) {
+        if !policies.iter().any(|p| list_includes(p, &name)) {
             continue;
         }
         if !out.is_empty() {
@@ -704,7 +714,12 @@ fn host_of(uri: &Uri, headers: &HeaderMap) -> Option<String> {
 /// trimmed and empty ones dropped (RFC 6265 §5.4 joins with "; "); a piece without '='
 /// is kept as it is, its whole text being its name. None when nothing is included.
 fn included_cookies(headers: &HeaderMap, policy: &ListPolicy) -> Option<Vec<u8>> {
-    if *policy == ListPolicy::None {
+    cookies_of_any(headers, &[policy])
+}
+
+/// [`included_cookies`] for the cookies any of `policies` includes.
+pub(crate) fn cookies_of_any(headers: &HeaderMap, policies: &[&ListPolicy]) -> Option<Vec<u8>> {
+    if policies.iter().all(|p| **p == ListPolicy::None) {
         return None;
     }
     let mut out = Vec::new();
@@ -721,7 +736,7 @@ fn included_cookies(headers: &HeaderMap, policy: &ListPolicy) -> Option<Vec<u8>>
                 }
                 None => (piece, None),
             };
-            if !list_includes(policy, name) {
+            if !policies.iter().any(|p| list_includes(p, name)) {
                 continue;
             }
             if !out.is_empty() {
