@@ -18,6 +18,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every body the edge produces or forwards.
 pub type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
 
+/// A body's chunks in order, as they come (from the store or from a fill).
+pub type Chunks = Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, BoxError>> + Send>>;
+
 pub fn empty() -> BoxBody {
     Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync()
 }

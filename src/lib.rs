@@ -18,6 +18,7 @@ pub mod body;
 pub mod cache_key;
 pub mod collapse;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod edge;
 pub mod fault;
@@ -25,6 +26,7 @@ pub mod httpcache;
 pub mod inspect_json;
 pub mod metrics;
 pub mod origin;
+pub mod result;
 pub mod serve;
 pub mod store;
 

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use cairn::config;
-use cairn::serve::Source;
+use cairn::control::Source;
 
 mod inspect;
 

@@ -18,8 +18,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::edge::ResultType;
 use crate::origin::OriginError;
+use crate::result::ResultType;
 use crate::store::StoreStats;
 
 /// The distribution label of requests no distribution answered (no Host, unknown host).

@@ -2,7 +2,6 @@
 //! reloads on SIGHUP (configuration and access log files) and drains on SIGTERM/SIGINT
 //! before closing the store cleanly.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,26 +11,10 @@ use tokio::sync::watch;
 
 use crate::access_log::AccessLogs;
 use crate::admin;
-use crate::config::{self, Config};
+use crate::config::Config;
+use crate::control::{reload, Source};
 use crate::edge::{self, Edge, Runtime};
 use crate::store::{Store, StoreConfig};
-
-/// Where the configuration comes from; only a file can be reloaded.
-#[derive(Debug, Clone)]
-pub enum Source {
-    File(PathBuf),
-    /// Built from command-line flags (quick mode, demo).
-    Flags(Box<Config>),
-}
-
-impl Source {
-    pub fn load(&self) -> Result<Config, String> {
-        match self {
-            Source::File(p) => config::load_file(p).map_err(|e| e.to_string()),
-            Source::Flags(c) => Ok((**c).clone()),
-        }
-    }
-}
 
 /// The store configuration a cache section asks for.
 pub fn store_config(c: &Config) -> StoreConfig {
@@ -85,7 +68,7 @@ pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> anyhow::Res
     })?;
 
     let logs = AccessLogs::new();
-    let runtime = Runtime::build(config, 1, &logs).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runtime = Runtime::build(config, 1, &logs)?;
     let edge = Edge::new(store.clone(), runtime, logs);
 
     // Before the ready line: once it is out, a script may signal at once, and without
@@ -177,41 +160,4 @@ async fn handle_signals(
     }
     tracing::info!("stopping: draining in-flight requests");
     let _ = down.send(true);
-}
-
-/// SIGHUP and `POST /reload`: reopen access log files, and apply the configuration file
-/// again if it is valid (else keep the running one). Listeners and the cache directory
-/// stay as started. Returns the new configuration version, or why it was refused.
-pub fn reload(edge: &Edge, source: &Source) -> Result<u64, String> {
-    // One reload at a time (SIGHUP and the admin API), so versions never repeat.
-    static RELOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = RELOADING.lock().unwrap_or_else(|p| p.into_inner());
-    edge.logs.reopen_all();
-    let current = edge.runtime();
-    let new = match source.load() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "configuration reload refused; keeping the running configuration");
-            return Err(e);
-        }
-    };
-    let old = &current.config;
-    if new.edge.listen != old.edge.listen
-        || new.edge.admin_listen != old.edge.admin_listen
-        || new.cache != old.cache
-    {
-        tracing::warn!("listen addresses and [cache] settings take effect at the next restart");
-    }
-    match Runtime::build(new, current.version + 1, &edge.logs) {
-        Ok(rt) => {
-            let v = rt.version;
-            edge.apply(rt);
-            tracing::info!(version = v, "configuration reloaded");
-            Ok(v)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "configuration reload refused; keeping the running configuration");
-            Err(e)
-        }
-    }
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache_key::{exact_path_prefix, normalize_path, path_prefix, root_object_path};
 use crate::config::Distribution;
 use crate::httpcache::tags::tag_problem;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Paths accepted in one request (CloudFront's limit for a single invalidation).
 pub const MAX_PATHS: usize = 3000;
@@ -123,33 +123,54 @@ pub struct Plan {
     pub tags: Vec<String>,
 }
 
+/// Why an invalidation request is refused (400) or could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidationError {
+    #[error("`paths` or `tags` must list at least one path or tag")]
+    Empty,
+    #[error("at most {MAX_PATHS} paths per invalidation (got {0})")]
+    TooManyPaths(usize),
+    #[error("at most {MAX_TAGS} tags per invalidation (got {0})")]
+    TooManyTags(usize),
+    #[error("invalid path {path:?}: {why}")]
+    Path { path: String, why: String },
+    #[error("invalid tag {tag:?}: {why}")]
+    Tag { tag: String, why: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Checks CloudFront's path syntax and the tags, and builds the key prefixes for
 /// distribution `d`. At least one path or tag is needed. The error names the offending
 /// path or tag.
-pub fn plan(d: &Distribution, paths: &[String], tags: &[String]) -> Result<Plan, String> {
+pub fn plan(
+    d: &Distribution,
+    paths: &[String],
+    tags: &[String],
+) -> Result<Plan, InvalidationError> {
     if paths.is_empty() && tags.is_empty() {
-        return Err("`paths` or `tags` must list at least one path or tag".into());
+        return Err(InvalidationError::Empty);
     }
     if paths.len() > MAX_PATHS {
-        return Err(format!(
-            "at most {MAX_PATHS} paths per invalidation (got {})",
-            paths.len()
-        ));
+        return Err(InvalidationError::TooManyPaths(paths.len()));
     }
     if tags.len() > MAX_TAGS {
-        return Err(format!(
-            "at most {MAX_TAGS} tags per invalidation (got {})",
-            tags.len()
-        ));
+        return Err(InvalidationError::TooManyTags(tags.len()));
     }
     let mut prefixes = Vec::with_capacity(paths.len());
     for p in paths {
-        prefixes.push(prefix_of(d, p).map_err(|m| format!("invalid path {p:?}: {m}"))?);
+        prefixes.push(prefix_of(d, p).map_err(|why| InvalidationError::Path {
+            path: p.clone(),
+            why,
+        })?);
     }
     let mut uniq: Vec<String> = Vec::with_capacity(tags.len());
     for t in tags {
-        if let Some(m) = tag_problem(t) {
-            return Err(format!("invalid tag {t:?}: {m}"));
+        if let Some(why) = tag_problem(t) {
+            return Err(InvalidationError::Tag {
+                tag: t.clone(),
+                why,
+            });
         }
         if !uniq.contains(t) {
             uniq.push(t.clone());
@@ -208,7 +229,7 @@ fn minimal(mut prefixes: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 
 /// How many live objects of `distribution` the plan matches: those under its prefixes
 /// (listing a bounded number of pages each) plus the others carrying one of its tags.
-pub fn count(store: &Store, distribution: &str, plan: &Plan) -> Result<u64, String> {
+pub fn count(store: &Store, distribution: &str, plan: &Plan) -> Result<u64, StoreError> {
     let n = count_prefixes(store, &plan.prefixes)?;
     let tagged = tagged_keys(store, distribution, &plan.tags, &plan.prefixes)?;
     Ok(n + tagged.len() as u64)
@@ -221,14 +242,14 @@ fn tagged_keys(
     distribution: &str,
     tags: &[String],
     skip: &[Vec<u8>],
-) -> Result<Vec<Vec<u8>>, String> {
+) -> Result<Vec<Vec<u8>>, StoreError> {
     if tags.is_empty() {
         return Ok(Vec::new());
     }
     let wanted: std::collections::HashSet<&str> = tags.iter().map(String::as_str).collect();
     let mut keys = Vec::new();
     for o in store.iter() {
-        let o = o.map_err(|e| e.to_string())?;
+        let o = o?;
         if o.distribution == distribution
             && o.tags.iter().any(|t| wanted.contains(t.as_str()))
             && !skip.iter().any(|p| o.key.starts_with(p))
@@ -239,11 +260,11 @@ fn tagged_keys(
     Ok(keys)
 }
 
-fn count_prefixes(store: &Store, prefixes: &[Vec<u8>]) -> Result<u64, String> {
+fn count_prefixes(store: &Store, prefixes: &[Vec<u8>]) -> Result<u64, StoreError> {
     // One pass over the store for all prefixes (the directory is not in key order).
     let mut n = 0u64;
     for o in store.iter() {
-        let o = o.map_err(|e| e.to_string())?;
+        let o = o?;
         if prefixes.iter().any(|p| o.key.starts_with(p)) {
             n += 1;
         }
@@ -258,14 +279,14 @@ fn remove(
     distribution: &str,
     prefixes: &[Vec<u8>],
     tags: &[String],
-) -> Result<u64, String> {
+) -> Result<u64, StoreError> {
     let mut n = 0;
     for p in prefixes {
-        n += store.remove_prefix(p).map_err(|e| e.to_string())?;
+        n += store.remove_prefix(p)?;
     }
     // Collected first, removed after the walk (the walk pages through the index).
     for key in tagged_keys(store, distribution, tags, &[])? {
-        if store.remove(&key).map_err(|e| e.to_string())? {
+        if store.remove(&key)? {
             n += 1;
         }
     }
@@ -568,7 +589,7 @@ pub async fn post(
     };
     let plan = match plan(d, &r.paths, &r.tags) {
         Ok(p) => p,
-        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let a = admin.clone();
     if r.dry_run {
@@ -587,7 +608,7 @@ pub async fn post(
                     "objects": n,
                 }),
             ),
-            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
     }
@@ -655,7 +676,7 @@ mod tests {
         let d = dist(None);
         for bad in ["img/x", "/a*b", "/**", "", "*", "/a b", "/a?x=1", "/%zz"] {
             let e = plan(&d, &paths(&[bad]), &[]).unwrap_err();
-            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{bad}: {e}");
         }
         assert!(plan(&d, &[], &[]).is_err());
         let p = plan(&d, &paths(&["/a.jpg", "/images/*", "/*"]), &[]).unwrap();
@@ -732,7 +753,7 @@ mod tests {
         let long = "x".repeat(129);
         for bad in ["", "a b", "a\tb", "a\u{7f}", long.as_str()] {
             let e = plan(&d, &paths(&["/ok"]), &paths(&["fine", bad])).unwrap_err();
-            assert!(e.contains(&format!("{bad:?}")), "{bad:?}: {e}");
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{bad:?}: {e}");
         }
         let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
         assert!(plan(&d, &[], &many).is_err());
@@ -806,7 +827,7 @@ mod tests {
         put("k4", "default", &[]);
         let d = dist(None);
         let p = plan(&d, &[], &paths(&["all"])).unwrap();
-        assert_eq!(count(&store, "default", &p), Ok(2));
+        assert_eq!(count(&store, "default", &p).ok(), Some(2));
         let inv = Invalidations::open(dir.path()).unwrap();
         let e = inv
             .create("default", plan(&d, &[], &paths(&["p1"])).unwrap())

@@ -19,9 +19,9 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::body::{self, BoxBody};
+use crate::control::{self, Source};
 use crate::edge::server::{accept_loop, ConnLimits, ListenerSettings};
 use crate::edge::Edge;
-use crate::serve::Source;
 
 pub use invalidations::Invalidations;
 
@@ -91,12 +91,12 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<BoxBody>
 /// `POST /reload`: what SIGHUP does, with the outcome in the answer.
 async fn reload(admin: &Arc<Admin>) -> Response<BoxBody> {
     let a = admin.clone();
-    let done = tokio::task::spawn_blocking(move || crate::serve::reload(&a.edge, &a.source)).await;
+    let done = tokio::task::spawn_blocking(move || control::reload(&a.edge, &a.source)).await;
     match done {
         Ok(Ok(v)) => json(StatusCode::OK, serde_json::json!({ "config_version": v })),
         Ok(Err(e)) => json(
             StatusCode::BAD_REQUEST,
-            serde_json::json!({ "error": e, "config_version": admin.edge.runtime().version }),
+            serde_json::json!({ "error": e.to_string(), "config_version": admin.edge.runtime().version }),
         ),
         Err(e) => json(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -251,10 +251,24 @@ impl Behavior {
 /// CloudFront path pattern matching: `*` any run (including empty), `?` one byte. A pattern
 /// that does not start with '/' or '*' is matched as if it started with '/'.
 pub fn pattern_matches(pattern: &[u8], path: &[u8]) -> bool {
-    let pattern: std::borrow::Cow<[u8]> = match pattern.first() {
-        Some(b'/') | Some(b'*') => pattern.into(),
-        _ => [b"/".as_slice(), pattern].concat().into(),
-    };
+    pattern_matches_compiled(&compile_pattern_bytes(pattern), path)
+}
+
+/// A path pattern in the form [`pattern_matches_compiled`] takes (done once per
+/// configuration, not per request).
+pub fn compile_pattern(pattern: &str) -> Vec<u8> {
+    compile_pattern_bytes(pattern.as_bytes())
+}
+
+fn compile_pattern_bytes(pattern: &[u8]) -> Vec<u8> {
+    match pattern.first() {
+        Some(b'/') | Some(b'*') => pattern.to_vec(),
+        _ => [b"/".as_slice(), pattern].concat(),
+    }
+}
+
+/// [`pattern_matches`] for a pattern [`compile_pattern`] made.
+pub fn pattern_matches_compiled(pattern: &[u8], path: &[u8]) -> bool {
     // Iterative wildcard match with one backtrack point (linear in practice).
     let (mut p, mut s) = (0usize, 0usize);
     let (mut star, mut mark) = (None::<usize>, 0usize);

@@ -1,110 +1,60 @@
 //! One origin fetch for a cache key, run in its own task so that no viewer hanging up can
-//! cancel it for the others. It publishes the response head to its followers, streams the
-//! body to them chunk by chunk while writing it to the store, and commits the object only
-//! when the body ended cleanly. A 304 to a revalidation refreshes the stored metadata
-//! without touching the body.
+//! cancel it for the others, in three steps: [`fetch`] (the origin request, revalidating
+//! the stored response when there is one), [`admit`] (the admission decision, asked of
+//! `httpcache::admit` once, and the store write it begins) and [`stream_and_store`] (the
+//! body to the followers chunk by chunk while it is written, committed only when it ended
+//! cleanly). A 304 to a revalidation refreshes the stored metadata without touching the
+//! body; a panic anywhere releases the followers with an error.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures_util::FutureExt;
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, DATE, SET_COOKIE, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, StatusCode};
+use http::header::{HeaderValue, CONTENT_LENGTH, DATE, SET_COOKIE, TRANSFER_ENCODING};
+use http::response::Parts;
+use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::cache_key::forward::{Exchange, Policies};
+use crate::body::BoxBody;
+use crate::cache_key::forward::Exchange;
+use crate::cache_key::variant_key;
 use crate::collapse::{End, Fill};
-use crate::config::{Behavior, Distribution, ListPolicy};
-use crate::edge::forward::ViewerRequest;
+use crate::config::ListPolicy;
+use crate::edge::context::RequestCtx;
+use crate::edge::head::FillHead;
 use crate::edge::meta::{Freshness, Meta, StoredResponse};
-use crate::edge::server::panic_message;
-use crate::edge::{Edge, Runtime};
-use crate::httpcache::{
-    self, ErrorTtls, Mode, RequestFacts, StoreDecision, StorePolicy, TtlSettings, VarySpec,
-};
+use crate::edge::state::Edge;
+use crate::fault::panic_message;
+use crate::httpcache::{self, Admission, Admitting, Received, StoreDecision, VarySpec};
 use crate::metrics::PanicSite;
-use crate::origin::{fetch, FetchPlan};
-use crate::store::{ObjectInfo, ObjectSpec};
-
-/// What a fill publishes before its body.
-#[derive(Debug)]
-pub enum FillHead {
-    /// The origin's response. `shareable`: may be served to viewers other than the one
-    /// that started the fill (it is being stored, so it may be shared).
-    Response {
-        status: StatusCode,
-        headers: HeaderMap,
-        shareable: bool,
-        /// With `Vary`: the names, and the variant suffix of the request that started
-        /// the fill (a follower whose own suffix differs must fetch its own variant).
-        vary: Option<(Vec<HeaderName>, Vec<u8>)>,
-    },
-    /// A 304 refreshed the stored object at `key` (with `Vary`, one variant's key): serve
-    /// it from the store.
-    Refreshed { key: Vec<u8> },
-    /// The fill was started by a range request on a miss and the object is larger than
-    /// the behaviour's `range_fill_max`: its body is neither read nor stored; a viewer
-    /// with a Range asks the origin for its range, any other fetches the object itself.
-    RangePassThrough,
-    /// The origin failed; every follower gets this status with `message` (the cause, for
-    /// the viewer) and `detailed` (the access log's detailed result type).
-    Failed {
-        status: StatusCode,
-        message: &'static str,
-        detailed: &'static str,
-    },
-}
+use crate::origin::fetch as fetch_from;
+use crate::store::{ObjectInfo, ObjectSpec, ObjectWriter};
 
 /// What a fill needs to know about its request.
 pub struct FillRequest {
-    pub dist: usize,
-    pub behavior: Option<usize>,
-    pub asked: ViewerRequest,
+    /// The request that started the fill (its viewer, policies and headers are the ones
+    /// forwarded; its facts decide the storing).
+    pub ctx: Arc<RequestCtx>,
     /// The stored object being revalidated, if any.
     pub stored: Option<(ObjectInfo, StoredResponse)>,
-    /// The viewer's request headers (Vary, Authorization).
-    pub request: HeaderMap,
     /// Set for a range request on a miss: the behaviour's `range_fill_max`. A 200 whose
     /// Content-Length is above it is abandoned ([`FillHead::RangePassThrough`]).
     pub range_fill_max: Option<u64>,
 }
 
-pub fn behavior(d: &Distribution, idx: Option<usize>) -> &Behavior {
-    idx.and_then(|i| d.behaviors.get(i))
-        .unwrap_or(&d.default_behavior)
-}
-
-/// The origins a behaviour's target names, in failover order.
-pub fn plan(rt: &Runtime, d: &Distribution, b: &Behavior) -> FetchPlan {
-    let (ids, statuses): (Vec<&str>, Vec<u16>) = match d.group(&b.target) {
-        Some(g) => (
-            g.members.iter().map(String::as_str).collect(),
-            g.failover_statuses.clone(),
-        ),
-        None => (vec![b.target.as_str()], Vec::new()),
-    };
-    FetchPlan {
-        members: ids
-            .into_iter()
-            .filter_map(|id| rt.origins.get(&d.id, id))
-            .collect(),
-        failover_statuses: statuses,
+impl FillRequest {
+    fn key(&self) -> &[u8] {
+        self.ctx.key()
     }
 }
 
 /// Starts the fill task. `registered`: the fill is in the collapse table under the key
 /// (and is removed from it when it ends).
-pub fn spawn(
-    edge: Arc<Edge>,
-    rt: Arc<Runtime>,
-    req: FillRequest,
-    fill: Arc<Fill<FillHead>>,
-    registered: bool,
-) {
+pub fn spawn(edge: Arc<Edge>, req: FillRequest, fill: Arc<Fill<FillHead>>, registered: bool) {
     tokio::spawn(async move {
-        let key = req.asked.keyed.key.clone();
-        let ran = AssertUnwindSafe(run(&edge, &rt, req, &fill, registered))
+        let key = req.key().to_vec();
+        let ran = AssertUnwindSafe(run(&edge, req, &fill, registered))
             .catch_unwind()
             .await;
         if let Err(panic) = ran {
@@ -127,89 +77,22 @@ pub fn spawn(
     });
 }
 
-async fn run(
-    edge: &Edge,
-    rt: &Runtime,
-    req: FillRequest,
-    fill: &Arc<Fill<FillHead>>,
-    registered: bool,
-) {
-    let Some(d) = rt.config.distributions.get(req.dist) else {
-        fill.end(End::Failed("the distribution is gone".into()));
-        return;
-    };
-    let b = behavior(d, req.behavior);
-    let plan = plan(rt, d, b);
-    let conditional = req
-        .stored
-        .as_ref()
-        .map(|(_, s)| httpcache::conditional_headers(&s.header_map()))
-        .unwrap_or_default();
+async fn run(edge: &Edge, req: FillRequest, fill: &Arc<Fill<FillHead>>, registered: bool) {
     let request_time = SystemTime::now();
-    let edge_name = rt.config.edge.name.clone();
-    let forward = req.asked.forward(
-        Method::GET,
-        &req.request,
-        Policies::of(b),
-        Exchange::Fill,
-        conditional,
-    );
-    let fetched = fetch(
-        &plan,
-        &Method::GET,
-        |origin| forward.to(origin, &edge_name, None),
-        |o, r, t| edge.metrics.origin(&d.id, &o.id, r, t),
-    )
-    .await;
-    let Some(fetched) = fetched else {
-        let detail = format!(
-            "distribution {}: no origin configured for target {}",
-            d.id, b.target
-        );
-        tracing::error!("{detail}");
-        fill.set_head(FillHead::Failed {
-            status: StatusCode::BAD_GATEWAY,
-            message: "No origin is configured for this path.",
-            detailed: "OriginConnectError",
-        });
-        fill.end(End::Failed(detail));
+    let Some(resp) = fetch(edge, &req, fill).await else {
         return;
     };
-    let resp = match fetched.result {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(distribution = %d.id, error = %e, "origin request failed");
-            fill.set_head(FillHead::Failed {
-                status: e.status(),
-                message: e.viewer_message(),
-                detailed: e.detailed_result(),
-            });
-            fill.end(End::Failed(e.to_string()));
-            return;
-        }
-    };
-    crate::fault::inject(&req.request, "panic-fill");
+    crate::fault::inject(&req.ctx.headers, "panic-fill");
     let response_time = SystemTime::now();
-    let (parts, mut body) = resp.into_parts();
-    let policy = store_policy(b);
-    let facts = RequestFacts::from_request(&Method::GET, &req.request);
-
+    let (parts, body) = resp.into_parts();
     if let (Some((info, stored)), StatusCode::NOT_MODIFIED) = (&req.stored, parts.status) {
-        let mut update = parts.headers.clone();
-        if b.cache_key.cookies == ListPolicy::None {
-            // The refreshed object is served to every viewer: one viewer's Set-Cookie
-            // must not become part of it (a 200 with Set-Cookie is not stored either).
-            update.remove(SET_COOKIE);
-        }
         refresh(
             edge,
-            &info.key,
+            &req,
+            info,
             stored,
-            &update,
-            &policy,
-            &facts,
-            request_time,
-            response_time,
+            &parts.headers,
+            (request_time, response_time),
         );
         fill.set_head(FillHead::Refreshed {
             key: info.key.clone(),
@@ -217,21 +100,97 @@ async fn run(
         fill.end(End::Complete);
         return;
     }
-
-    let content_length = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let content_length = content_length(&parts.headers);
     if let Some(max) = req.range_fill_max {
         if parts.status == StatusCode::OK && content_length.is_some_and(|l| l > max) {
-            tracing::debug!(key = %String::from_utf8_lossy(&req.asked.keyed.key), length = content_length, range_fill_max = max, "a range request on a miss for an object above range_fill_max: the range goes to the origin");
+            tracing::debug!(key = %String::from_utf8_lossy(req.key()), length = content_length, range_fill_max = max, "a range request on a miss for an object above range_fill_max: the range goes to the origin");
             fill.set_head(FillHead::RangePassThrough);
             fill.end(End::Complete);
             return;
         }
     }
+    let times = (request_time, response_time);
+    let (head, writer) = admit(edge, &req, parts, times);
+    let shareable = matches!(
+        &head,
+        FillHead::Response {
+            shareable: true,
+            ..
+        }
+    );
+    fill.set_head(head);
+    if !shareable && registered {
+        // Later viewers must not follow a response that is not theirs to see.
+        edge.fills.finish(req.key(), fill);
+    }
+    stream_and_store(edge, &req, fill, body, writer, content_length).await;
+}
 
+/// The origin's response, or None when the fill failed (its followers told why).
+async fn fetch(edge: &Edge, req: &FillRequest, fill: &Fill<FillHead>) -> Option<Response<BoxBody>> {
+    let ctx = &req.ctx;
+    let conditional = req
+        .stored
+        .as_ref()
+        .map(|(_, s)| httpcache::conditional_headers(&s.header_map()))
+        .unwrap_or_default();
+    let forward = ctx.forward(Method::GET, Exchange::Fill, conditional);
+    let fetched = fetch_from(
+        &ctx.behavior.plan,
+        &Method::GET,
+        |origin| forward.to(origin, ctx.edge_name(), None),
+        |o, r, t| edge.metrics.origin(ctx.dist_id(), &o.id, r, t),
+    )
+    .await;
+    let failed = |status, message, detailed, why: String| {
+        fill.set_head(FillHead::Failed {
+            status,
+            message,
+            detailed,
+        });
+        fill.end(End::Failed(why));
+        None
+    };
+    let Some(fetched) = fetched else {
+        let why = format!(
+            "distribution {}: no origin configured for target {}",
+            ctx.dist_id(),
+            ctx.behavior.config.target
+        );
+        tracing::error!("{why}");
+        let msg = "No origin is configured for this path.";
+        return failed(StatusCode::BAD_GATEWAY, msg, "OriginConnectError", why);
+    };
+    match fetched.result {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(distribution = %ctx.dist_id(), error = %e, "origin request failed");
+            failed(
+                e.status(),
+                e.viewer_message(),
+                e.detailed_result(),
+                e.to_string(),
+            )
+        }
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// The admission decision for the origin's response head, and the store write it begins
+/// when the response is stored. Returns the head the followers get.
+fn admit(
+    edge: &Edge,
+    req: &FillRequest,
+    parts: Parts,
+    (request_time, response_time): (SystemTime, SystemTime),
+) -> (FillHead, Option<ObjectWriter>) {
+    let ctx = &req.ctx;
     // Close-delimited bodies cannot be told apart from truncated ones: never stored.
     let delimited = parts.headers.contains_key(CONTENT_LENGTH)
         || parts
@@ -243,114 +202,112 @@ async fn run(
     httpcache::strip_hop_by_hop(&mut headers);
     // Stored with the object, sent to nobody.
     let tags = httpcache::tags::take_tags(&mut headers);
-    let decision = httpcache::decide_store(&policy, &facts, parts.status, &headers, response_time);
-    let age = httpcache::initial_age(&headers, request_time, response_time);
+    let received = Received {
+        request_time,
+        response_time,
+        revalidating: req.stored.is_some(),
+        delimited,
+        content_length: content_length(&headers),
+        max_object_size: edge.max_object_size(),
+    };
+    let admitted = httpcache::admit(
+        &ctx.behavior.store_policy,
+        &ctx.facts,
+        parts.status,
+        &headers,
+        &received,
+        Admitting::Whole,
+    );
     add_date_if_absent(&mut headers, response_time);
-    let max_size = edge
-        .store
-        .config()
-        .max_object_size
-        .unwrap_or(edge.store.config().capacity / 4);
-    let vary = httpcache::vary_spec(&headers);
-    let mut why_not: Option<&'static str> = None;
-    if !decision.store {
-        why_not = Some(decision.reason);
-    } else if req.stored.is_some() && parts.status.as_u16() >= 500 {
-        why_not = Some("an error never displaces a stored object being revalidated");
-    } else if parts.status == StatusCode::PARTIAL_CONTENT {
-        // RFC 9111 §3.3, §4: an incomplete response must not answer later requests as a
-        // whole, and the store keeps no ranges: a 206 is passed through.
-        why_not = Some("a partial response (206) is not stored");
-    } else if !delimited {
-        why_not = Some("the response has neither Content-Length nor chunked encoding");
-    } else if headers.contains_key(SET_COOKIE) && b.set_cookie_prevents_storing() {
-        why_not = Some("Set-Cookie while cookies are not in the cache key");
-    } else if vary == VarySpec::Star {
-        why_not = Some("Vary: * never matches a later request");
-    } else if content_length.is_some_and(|l| l > max_size) {
-        why_not = Some("larger than the largest stored object");
-    } else if decision.freshness.saturating_sub(age).is_zero()
-        && !httpcache::has_validator(&headers)
-        && decision.stale_while_revalidate.is_none()
-        && decision.stale_if_error.is_none()
-    {
-        why_not = Some("already stale and without a validator");
-    }
-    let shareable = why_not.is_none();
-    tracing::debug!(key = %String::from_utf8_lossy(&req.asked.keyed.key), status = parts.status.as_u16(), stored = shareable, reason = why_not.unwrap_or(decision.reason), "origin response");
-    let vary_names = match &vary {
+    tracing::debug!(key = %String::from_utf8_lossy(ctx.key()), status = parts.status.as_u16(), stored = admitted.stored(), reason = admitted.reason(), "origin response");
+    let vary_names = match &admitted.vary {
         VarySpec::Names(n) if !n.is_empty() => Some(n.clone()),
         _ => None,
     };
-    let vary_head = vary_names
-        .as_ref()
-        .map(|n| (n.clone(), httpcache::variant_suffix(n, &req.request)));
-
-    let mut writer = None;
-    if shareable {
-        let mut kept = stored_headers(&headers);
-        for f in &decision.strip_fields {
-            kept.remove(f);
-        }
-        let names: Vec<String> = vary_names
-            .iter()
-            .flatten()
-            .map(|n| n.as_str().to_string())
-            .collect();
-        let meta = StoredResponse::new(
-            parts.status,
-            &kept,
-            request_time,
-            response_time,
-            age,
-            &freshness(&decision),
-            names.clone(),
-        );
-        let expires_at = meta.expires_at();
-        let key = if names.is_empty() {
-            req.asked.keyed.key.clone()
-        } else {
-            // The primary key holds the list of names; the response goes to its variant.
-            index_variants(
-                edge,
-                &req.asked.keyed.key,
-                &d.id,
-                &names,
-                response_time,
-                expires_at,
-            );
-            crate::cache_key::variant_key(&req.asked.keyed.key, &names, &req.request)
-        };
-        match edge.store.begin(ObjectSpec {
-            key,
-            distribution: d.id.clone(),
-            tags: tags.clone(),
-            meta: meta.encode(),
-            stored_at: response_time,
-            expires_at,
-        }) {
-            Ok(w) => writer = Some(w),
-            Err(e) => edge.store_warnings.warn(
-                &d.id,
-                "cannot store this response; passing it through",
-                &e,
-            ),
-        }
-    }
-    fill.set_head(FillHead::Response {
-        status: parts.status,
-        headers,
-        shareable,
-        vary: vary_head,
+    let writer = admitted.stored().then(|| {
+        let times = (request_time, response_time);
+        begin_store(edge, ctx, parts.status, &headers, &admitted, tags, times)
     });
-    if !shareable && registered {
-        // Later viewers must not follow a response that is not theirs to see.
-        edge.fills.finish(&req.asked.keyed.key, fill);
-    }
+    let head = FillHead::Response {
+        status: parts.status,
+        shareable: admitted.stored(),
+        vary: vary_names.map(|n| {
+            let suffix = httpcache::variant_suffix(&n, &ctx.headers);
+            (n, suffix)
+        }),
+        headers,
+    };
+    (head, writer.flatten())
+}
 
+/// Begins the store write of an admitted response (with Vary: at its variant's key, the
+/// primary key holding the Vary index). None when the store refuses it (warned).
+fn begin_store(
+    edge: &Edge,
+    ctx: &RequestCtx,
+    status: StatusCode,
+    headers: &HeaderMap,
+    admitted: &Admission,
+    tags: Vec<String>,
+    (request_time, response_time): (SystemTime, SystemTime),
+) -> Option<ObjectWriter> {
+    let mut kept = stored_headers(headers);
+    for f in &admitted.decision.strip_fields {
+        kept.remove(f);
+    }
+    let names: Vec<String> = match &admitted.vary {
+        VarySpec::Names(n) => n.iter().map(|n| n.as_str().to_string()).collect(),
+        VarySpec::Star => Vec::new(),
+    };
+    let meta = StoredResponse::new(
+        status,
+        &kept,
+        request_time,
+        response_time,
+        admitted.age,
+        &freshness(&admitted.decision),
+        names.clone(),
+    );
+    let expires_at = meta.expires_at();
+    let key = if names.is_empty() {
+        ctx.key().to_vec()
+    } else {
+        // The primary key holds the list of names; the response goes to its variant.
+        index_variants(edge, ctx, &names, response_time, expires_at);
+        variant_key(ctx.key(), &names, &ctx.headers)
+    };
+    let spec = ObjectSpec {
+        key,
+        distribution: ctx.dist_id().to_string(),
+        tags,
+        meta: meta.encode(),
+        stored_at: response_time,
+        expires_at,
+    };
+    match edge.store.begin(spec) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            let what = "cannot store this response; passing it through";
+            edge.store_warnings.warn(ctx.dist_id(), what, &e);
+            None
+        }
+    }
+}
+
+/// The body to the followers as it arrives, into the store while `writer` lasts; the
+/// object is committed only when the body ended cleanly.
+async fn stream_and_store(
+    edge: &Edge,
+    req: &FillRequest,
+    fill: &Fill<FillHead>,
+    mut body: BoxBody,
+    mut writer: Option<ObjectWriter>,
+    content_length: Option<u64>,
+) {
+    let dist = req.ctx.dist_id();
     // The last chunk (with Content-Length: the one completing it; without: the latest)
-    // is held back until the object is committed, so that a viewer who
-    // has the whole body knows it is in the store (it survives a crash from then on).
+    // is held back until the object is committed, so that a viewer who has the whole body
+    // knows it is in the store (it survives a crash from then on).
     let mut held: Option<bytes::Bytes> = None;
     let mut received = 0u64;
     loop {
@@ -359,49 +316,40 @@ async fn run(
             fill.end(End::Failed("no viewer left".into()));
             return;
         }
-        match body.frame().await {
+        let data = match body.frame().await {
             None => break,
             Some(Err(e)) => {
-                tracing::warn!(distribution = %d.id, origin = %fetched.origin.origin.base_url(), error = %e, "origin response ended early; nothing stored");
+                tracing::warn!(distribution = %dist, error = %e, "origin response ended early; nothing stored");
                 fill.end(End::Failed(e.to_string()));
                 return;
             }
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    if let Some(w) = writer.as_mut() {
-                        if let Err(e) = w.write(&data) {
-                            edge.store_warnings.warn(
-                                &d.id,
-                                "cannot store this response (write failed); passing the rest through",
-                                &e,
-                            );
-                            writer = None;
-                        }
-                    }
-                    received += data.len() as u64;
-                    let may_be_last = match content_length {
-                        Some(len) => received >= len,
-                        None => true,
-                    };
-                    if let Some(prev) = held.take() {
-                        fill.push(prev).await;
-                    }
-                    if may_be_last && writer.is_some() {
-                        held = Some(data);
-                    } else {
-                        fill.push(data).await;
-                    }
-                }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+        };
+        if let Some(w) = writer.as_mut() {
+            if let Err(e) = w.write(&data) {
+                let what = "cannot store this response (write failed); passing the rest through";
+                edge.store_warnings.warn(dist, what, &e);
+                writer = None;
             }
+        }
+        received += data.len() as u64;
+        let may_be_last = content_length.is_none_or(|len| received >= len);
+        if let Some(prev) = held.take() {
+            fill.push(prev).await;
+        }
+        if may_be_last && writer.is_some() {
+            held = Some(data);
+        } else {
+            fill.push(data).await;
         }
     }
     if let Some(w) = writer {
         if let Err(e) = w.commit() {
-            edge.store_warnings.warn(
-                &d.id,
-                "cannot store this response (commit failed); it was passed through",
-                &e,
-            );
+            let what = "cannot store this response (commit failed); it was passed through";
+            edge.store_warnings.warn(dist, what, &e);
         }
     }
     if let Some(last) = held {
@@ -421,37 +369,35 @@ fn stored_headers(headers: &HeaderMap) -> HeaderMap {
 
 /// RFC 9111 §4.3.4: a 304 updates the stored headers (all but the ones describing the
 /// body) and the freshness; the body stays.
-#[allow(clippy::too_many_arguments)]
 fn refresh(
     edge: &Edge,
-    key: &[u8],
+    req: &FillRequest,
+    info: &ObjectInfo,
     stored: &StoredResponse,
     fresh: &HeaderMap,
-    policy: &StorePolicy,
-    facts: &RequestFacts,
-    request_time: SystemTime,
-    response_time: SystemTime,
+    (request_time, response_time): (SystemTime, SystemTime),
 ) {
-    let mut merged = stored.header_map();
+    let behavior = &req.ctx.behavior;
     let mut update = fresh.clone();
+    if behavior.config.cache_key.cookies == ListPolicy::None {
+        // The refreshed object is served to every viewer: one viewer's Set-Cookie must
+        // not become part of it (a 200 with Set-Cookie is not stored either).
+        update.remove(SET_COOKIE);
+    }
     httpcache::strip_hop_by_hop(&mut update);
     // The object keeps the tags it was stored with.
     httpcache::tags::strip_tag_headers(&mut update);
     add_date_if_absent(&mut update, response_time);
-    for name in update.keys() {
-        if name == CONTENT_LENGTH
-            || name == http::header::CONTENT_ENCODING
-            || name == http::header::CONTENT_RANGE
-        {
-            continue;
-        }
-        merged.remove(name);
-        for v in update.get_all(name) {
-            merged.append(name.clone(), v.clone());
-        }
-    }
-    merged.remove(http::header::AGE);
-    let decision = httpcache::decide_store(policy, facts, stored.status(), &merged, response_time);
+    let merged = merged_headers(stored, &update);
+    let policy = &behavior.store_policy;
+    let decision = httpcache::decide_store(
+        policy,
+        &req.ctx.facts,
+        stored.status(),
+        &merged,
+        response_time,
+    );
+    let mut merged = merged;
     for f in &decision.strip_fields {
         merged.remove(f);
     }
@@ -465,8 +411,9 @@ fn refresh(
         &freshness(&decision),
         stored.vary.clone(),
     );
-    let expires_at = meta.expires_at();
+    let key = &info.key;
     let result = if decision.store {
+        let expires_at = meta.expires_at();
         edge.store
             .update_meta(key, meta.encode(), response_time, expires_at)
     } else {
@@ -475,6 +422,26 @@ fn refresh(
     if let Err(e) = result {
         tracing::warn!(key = %String::from_utf8_lossy(key), error = %e, "could not refresh a revalidated object");
     }
+}
+
+/// The stored headers with a 304's `update` applied (RFC 9111 §3.2): every field it sends
+/// replaces the stored one, except those describing the body.
+fn merged_headers(stored: &StoredResponse, update: &HeaderMap) -> HeaderMap {
+    let mut merged = stored.header_map();
+    for name in update.keys() {
+        if name == CONTENT_LENGTH
+            || name == http::header::CONTENT_ENCODING
+            || name == http::header::CONTENT_RANGE
+        {
+            continue;
+        }
+        merged.remove(name);
+        for v in update.get_all(name) {
+            merged.append(name.clone(), v.clone());
+        }
+    }
+    merged.remove(http::header::AGE);
+    merged
 }
 
 /// RFC 9110 §6.6.1: a response received without Date gets the time it was received
@@ -486,27 +453,6 @@ fn add_date_if_absent(headers: &mut HeaderMap, response_time: SystemTime) {
             headers.insert(DATE, v);
         }
     }
-}
-
-/// The storing rules of a behaviour: CloudFront mode, or strict RFC 9111 when its
-/// default_ttl is 0.
-fn store_policy(b: &Behavior) -> StorePolicy {
-    let ttl = TtlSettings {
-        default_ttl: b.default_ttl,
-        min_ttl: b.min_ttl,
-        max_ttl: b.max_ttl,
-    };
-    let mut p = StorePolicy::new(ttl);
-    p.mode = if b.strict() {
-        Mode::Strict
-    } else {
-        Mode::CloudFront
-    };
-    p.error_ttls = ErrorTtls {
-        default: b.error_ttl,
-        per_status: b.error_ttls.clone(),
-    };
-    p
 }
 
 fn freshness(d: &StoreDecision) -> Freshness {
@@ -521,15 +467,16 @@ fn freshness(d: &StoreDecision) -> Freshness {
     }
 }
 
-/// Stores (or renews) the Vary index at a primary key: the names its variants are keyed by.
+/// Stores (or renews) the Vary index at the primary key: the names its variants are keyed
+/// by.
 fn index_variants(
     edge: &Edge,
-    primary: &[u8],
-    distribution: &str,
+    ctx: &RequestCtx,
     names: &[String],
     now: SystemTime,
     expires_at: SystemTime,
 ) {
+    let primary = ctx.key();
     // The index lives at least as long as the newest variant.
     let expires_at = match edge.store.info(primary) {
         Ok(Some(i)) => i.expires_at.max(expires_at),
@@ -537,7 +484,7 @@ fn index_variants(
     };
     let spec = ObjectSpec {
         key: primary.to_vec(),
-        distribution: distribution.to_string(),
+        distribution: ctx.dist_id().to_string(),
         // Untagged: a tag invalidation removes the variants carrying the tag, and the
         // index then just leads to misses for them.
         tags: Vec::new(),
@@ -547,6 +494,6 @@ fn index_variants(
     };
     if let Err(e) = edge.store.insert(spec, b"") {
         edge.store_warnings
-            .warn(distribution, "cannot store a Vary index", &e);
+            .warn(ctx.dist_id(), "cannot store a Vary index", &e);
     }
 }

@@ -3,38 +3,39 @@
 //! the stored body streamed chunk by chunk, each chunk checked before it leaves.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
+
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures_util::{stream, Stream, StreamExt};
+use futures_util::{stream, StreamExt};
 use http::header::{HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use http::{HeaderMap, Method, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 
-use crate::body::{self, BoxBody, BoxError};
+use crate::body::{self, BoxBody, BoxError, Chunks};
+use crate::edge::context::RequestCtx;
 use crate::edge::meta::StoredResponse;
 use crate::edge::respond::{decorate, set_age};
-use crate::edge::{ResultType, Runtime};
 use crate::httpcache::{conditional, range};
+use crate::result::ResultType;
 use crate::store::{Body, Hit};
 
-/// The response to a request answered from `hit`.
+/// The response to the request of `ctx` answered from `hit` (whose metadata is `meta`)
+/// as of `now`.
 pub fn serve(
-    rt: &Runtime,
+    ctx: &RequestCtx,
     hit: Hit,
     meta: &StoredResponse,
     result: ResultType,
-    method: &Method,
-    req: &HeaderMap,
     now: SystemTime,
 ) -> Response<BoxBody> {
+    let (method, req) = (&ctx.method, &ctx.headers);
     let stored = meta.header_map();
     let len = hit.body.len();
     let finish = |status: StatusCode, mut h: HeaderMap, body: BoxBody| {
         set_age(&mut h, meta.age_at(now));
-        decorate(&mut h, &rt.config.edge.name, result);
+        decorate(&mut h, ctx.edge_name(), result);
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
         *resp.headers_mut() = h;
@@ -161,9 +162,6 @@ pub fn whole(body: Body) -> BoxBody {
     });
     StreamBody::new(s).boxed_unsync()
 }
-
-/// A body's chunks in order, as they come (from the store or from a fill).
-pub type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>;
 
 /// What a ranged response is made of, in order.
 pub enum Piece {

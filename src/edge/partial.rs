@@ -12,18 +12,20 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, RANGE, SET_COOKIE};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{HeaderMap, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use crate::body::{BoxBody, BoxError};
-use crate::config::Behavior;
+use crate::edge::context::RequestCtx;
+use crate::edge::hit;
 use crate::edge::meta::{Freshness, Meta, StoredResponse};
 use crate::edge::respond::{decorate, set_age};
+use crate::edge::state::Edge;
 use crate::edge::store_warn::StoreWarnings;
-use crate::edge::{hit, Edge, ResultType, Runtime};
-use crate::httpcache::{self, range, Mode, RequestFacts, Reuse, StoredFacts, VarySpec};
+use crate::httpcache::{self, range, Admitting, Received, Reuse, StoredFacts};
+use crate::result::ResultType;
 use crate::store::{ObjectSpec, ObjectWriter, Store};
 
 /// Stored parts listed per primary key, at most.
@@ -43,14 +45,8 @@ fn part_key(primary: &[u8], first: u64, last: u64) -> Vec<u8> {
 }
 
 /// Answers a range request from a stored part that covers it, if one is fresh.
-pub async fn serve(
-    edge: &Edge,
-    rt: &Runtime,
-    primary: &[u8],
-    req: &HeaderMap,
-    mode: Mode,
-    facts: &RequestFacts,
-) -> Option<Response<BoxBody>> {
+pub async fn serve(edge: &Edge, ctx: &RequestCtx) -> Option<Response<BoxBody>> {
+    let (primary, req) = (ctx.key(), &ctx.headers);
     let index = edge.store.lookup_async(&index_key(primary)).await.ok()??;
     let Ok(Meta::Partials(parts)) = Meta::decode(&index.info.meta) else {
         return None;
@@ -90,7 +86,7 @@ pub async fn serve(
             stale_if_error: None,
             has_validator: false,
         };
-        if httpcache::reuse(mode, &sf, facts) != Reuse::Fresh {
+        if httpcache::reuse(ctx.mode(), &sf, &ctx.facts) != Reuse::Fresh {
             continue;
         }
         let mut h = stored.clone();
@@ -100,7 +96,7 @@ pub async fn serve(
         }
         h.insert(CONTENT_LENGTH, HeaderValue::from(want.length()));
         set_age(&mut h, meta.age_at(now));
-        decorate(&mut h, &rt.config.edge.name, ResultType::Hit);
+        decorate(&mut h, ctx.edge_name(), ResultType::Hit);
         let slice = VecDeque::from([hit::Piece::Range(
             want.start - part.start,
             want.end - part.start,
@@ -117,18 +113,14 @@ pub async fn serve(
 /// If the origin's 206 may be stored, returns its body wrapped so that it is written to
 /// the store as it streams to the viewer and committed (and indexed) when it ends. The part
 /// carries `tags` (the index listing the parts does not: a missing part is skipped).
-#[allow(clippy::too_many_arguments)]
+/// `times`: when the request was sent and its response's headers arrived.
 pub fn store_while_streaming(
     edge: &Edge,
-    b: &Behavior,
-    distribution: &str,
-    primary: &[u8],
+    ctx: &RequestCtx,
     headers: &HeaderMap,
     tags: Vec<String>,
     body: BoxBody,
-    request_time: SystemTime,
-    response_time: SystemTime,
-    req: &HeaderMap,
+    (request_time, response_time): (SystemTime, SystemTime),
 ) -> BoxBody {
     let Some((part, Some(_len))) = headers
         .get(CONTENT_RANGE)
@@ -136,31 +128,32 @@ pub fn store_while_streaming(
     else {
         return body;
     };
-    let mut policy = httpcache::StorePolicy::new(httpcache::TtlSettings {
-        default_ttl: b.default_ttl,
-        min_ttl: b.min_ttl,
-        max_ttl: b.max_ttl,
-    });
-    policy.mode = if b.strict() {
-        Mode::Strict
-    } else {
-        Mode::CloudFront
+    let content_length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let received = Received {
+        request_time,
+        response_time,
+        revalidating: false,
+        // The part's length comes from Content-Range: a cut body is never committed.
+        delimited: true,
+        content_length,
+        max_object_size: edge.max_object_size(),
     };
-    let facts = RequestFacts::from_request(&http::Method::GET, req);
-    let decision = httpcache::decide_store(
-        &policy,
-        &facts,
+    let admitted = httpcache::admit(
+        &ctx.behavior.store_policy,
+        &ctx.facts,
         StatusCode::PARTIAL_CONTENT,
         headers,
-        response_time,
+        &received,
+        Admitting::Part,
     );
-    let age = httpcache::initial_age(headers, request_time, response_time);
-    let vary = httpcache::vary_spec(headers);
-    let cookie_blocked = headers.contains_key(SET_COOKIE) && b.set_cookie_prevents_storing();
-    let varies = !matches!(&vary, VarySpec::Names(n) if n.is_empty());
-    if !decision.store || cookie_blocked || varies || decision.freshness <= age {
+    if !admitted.stored() {
+        tracing::debug!(key = %String::from_utf8_lossy(ctx.key()), reason = admitted.reason(), "partial response not stored");
         return body;
     }
+    let decision = &admitted.decision;
     let mut kept = headers.clone();
     kept.remove(CONTENT_LENGTH);
     kept.remove(http::header::AGE);
@@ -172,7 +165,7 @@ pub fn store_while_streaming(
         &kept,
         request_time,
         response_time,
-        age,
+        admitted.age,
         &Freshness {
             lifetime: decision.freshness,
             rule: decision.rule.as_str(),
@@ -185,8 +178,9 @@ pub fn store_while_streaming(
         Vec::new(),
     );
     let expires_at = meta.expires_at();
+    let distribution = ctx.dist_id();
     let writer = match edge.store.begin(ObjectSpec {
-        key: part_key(primary, part.start, part.end),
+        key: part_key(ctx.key(), part.start, part.end),
         distribution: distribution.to_string(),
         tags,
         meta: meta.encode(),
@@ -210,7 +204,7 @@ pub fn store_while_streaming(
         written: 0,
         store: edge.store.clone(),
         warnings: edge.store_warnings.clone(),
-        primary: primary.to_vec(),
+        primary: ctx.key().to_vec(),
         distribution: distribution.to_string(),
         part: (part.start, part.end),
         expires_at,

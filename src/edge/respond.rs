@@ -7,7 +7,7 @@ use http::header::{HeaderValue, AGE, CONTENT_LENGTH, CONTENT_TYPE, VIA};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::{self, BoxBody};
-use crate::edge::ResultType;
+use crate::result::ResultType;
 
 pub const X_CACHE: &str = "x-cache";
 

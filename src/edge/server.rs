@@ -30,7 +30,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::body::BoxBody;
-use crate::edge::{pipeline, respond, Edge};
+use crate::edge::state::Edge;
+use crate::edge::{pipeline, respond};
+use crate::fault::panic_message;
 use crate::metrics::{ConnectionMetrics, PanicSite, ProtocolError};
 
 /// Largest HTTP/1 request head (request line and headers) hyper buffers; a larger one is
@@ -96,7 +98,7 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener, shutdown: impl Future
 /// the panic is logged and counted, and the edge goes on serving.
 async fn contained(edge: Arc<Edge>, req: Request<Incoming>, peer: SocketAddr) -> Response<BoxBody> {
     let target = req.uri().to_string();
-    let name = edge.runtime().config.edge.name.clone();
+    let name = edge.runtime().edge_name().to_string();
     let answered = AssertUnwindSafe(pipeline::handle(edge.clone(), req, peer))
         .catch_unwind()
         .await;
@@ -112,15 +114,6 @@ async fn contained(edge: Arc<Edge>, req: Request<Incoming>, peer: SocketAddr) ->
             )
         }
     }
-}
-
-/// The message a panic carried (`panic!("...")` payloads are `&str` or `String`).
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }
 
 /// Open connections, and a wake-up when the last one closes (for the drain).

@@ -8,8 +8,9 @@
 //! revalidation (RFC 9111 §4.3.1), viewers' conditional requests (RFC 9110 §13,
 //! `conditional`), byte ranges (RFC 9110 §14, `range`), Vary (RFC 9111 §4.1) and
 //! invalidation after unsafe methods (RFC 9111 §4.4), and cache tags (`Surrogate-Key`,
-//! `Cache-Tag`, `tags`).
+//! `Cache-Tag`, `tags`), and the edge's whole admission decision (`admit`).
 
+mod admit;
 mod age;
 mod cache_control;
 pub mod conditional;
@@ -25,6 +26,7 @@ mod ttl;
 mod validators;
 mod vary;
 
+pub use admit::{admit, refused, Admission, Admitting, Received};
 pub use age::{current_age, initial_age, parse_age};
 pub use cache_control::{
     parse_delta_seconds, CacheControl, Delta, FieldDirective, DELTA_SECONDS_MAX,

@@ -134,17 +134,24 @@ pub struct StorePolicy {
     pub error_ttls: ErrorTtls,
     /// Cap for heuristic freshness (strict mode), RFC 9111 §4.2.2.
     pub heuristic_max: Duration,
+    /// A response with Set-Cookie may be stored: cookies are in the cache key, or strict
+    /// mode (RFC 9111 §3: Set-Cookie does not inhibit storing). Checked by [`admit`].
+    ///
+    /// [`admit`]: super::admit
+    pub set_cookie_stored: bool,
 }
 
 impl StorePolicy {
     /// The policy of a behavior with these TTLs: mode from the default TTL, default error
     /// TTLs and heuristic cap.
     pub fn new(ttl: TtlSettings) -> StorePolicy {
+        let mode = Mode::for_settings(&ttl);
         StorePolicy {
-            mode: Mode::for_settings(&ttl),
+            mode,
             ttl,
             error_ttls: ErrorTtls::default(),
             heuristic_max: DEFAULT_HEURISTIC_MAX,
+            set_cookie_stored: mode == Mode::Strict,
         }
     }
 }

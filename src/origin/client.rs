@@ -1,7 +1,6 @@
 //! One pooled client per origin: hyper-util's legacy client (it owns the connection pool)
 //! over rustls, with the origin's connect timeout, keep-alive and trust roots.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Sleep;
 
 use crate::body::{BoxBody, BoxError};
-use crate::config::{Distribution, Origin, Scheme};
+use crate::config::{Origin, Scheme};
 use crate::origin::OriginError;
 
 /// A request for one origin: everything but the scheme and authority, which the client
@@ -215,33 +214,6 @@ fn tls_config(origin: &Origin) -> Result<rustls::ClientConfig, OriginError> {
         .map_err(|e| tls_err(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
-}
-
-/// The clients of every origin of every distribution, built once per configuration.
-#[derive(Debug, Default)]
-pub struct OriginClients {
-    by_origin: HashMap<(String, String), Arc<OriginClient>>,
-}
-
-impl OriginClients {
-    pub fn build(distributions: &[Distribution]) -> Result<Self, OriginError> {
-        let mut by_origin = HashMap::new();
-        for d in distributions {
-            for o in &d.origins {
-                by_origin.insert(
-                    (d.id.clone(), o.id.clone()),
-                    Arc::new(OriginClient::new(o)?),
-                );
-            }
-        }
-        Ok(Self { by_origin })
-    }
-
-    pub fn get(&self, distribution: &str, origin: &str) -> Option<Arc<OriginClient>> {
-        self.by_origin
-            .get(&(distribution.to_string(), origin.to_string()))
-            .cloned()
-    }
 }
 
 /// A body whose every wait for the next frame is bounded, so a stalled origin ends the

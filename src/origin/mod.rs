@@ -6,8 +6,8 @@
 mod client;
 mod failover;
 
+pub use client::OriginClient;
 pub use client::OutgoingRequest;
-pub use client::{OriginClient, OriginClients};
 pub use failover::{fetch, FetchPlan, Fetched};
 
 use std::time::Duration;
