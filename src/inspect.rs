@@ -1,7 +1,8 @@
 //! `cairn cache-inspect`: look inside a cache directory offline (the edge must not be
 //! running on it), or ask a running edge through its admin API (`--admin URL`, see
 //! [`run_live`]). Every subcommand prints aligned columns, or JSON with `--json`; the
-//! JSON reports themselves live in [`cairn::inspect_json`].
+//! reports themselves (typed, and the JSON of `--json` and of the admin API) live in
+//! [`cairn::inspect_report`].
 
 use std::io::Write;
 use std::path::Path;
@@ -14,7 +15,7 @@ use serde_json::{json, Value};
 use cairn::cache_key;
 use cairn::config::{self, Config};
 use cairn::edge::meta::Meta;
-use cairn::inspect_json::*;
+use cairn::inspect_report::*;
 use cairn::store::{Store, StoreConfig, StoreError, VerifyPhase, VerifyProgress, VerifyReport};
 
 use crate::{Inspect, Target};
@@ -165,11 +166,11 @@ fn ls(
     json_out: bool,
 ) -> anyhow::Result<()> {
     let (rows, more) = ls_rows(store, distribution, prefix, limit)?;
-    let v = ls_json(&rows);
+    let report = ls_report(&rows);
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        ls_human(&v);
+        ls_human(&report);
         if more {
             eprintln!("(more objects; raise --limit, 0 for all)");
         }
@@ -177,35 +178,24 @@ fn ls(
     Ok(())
 }
 
-fn jstr(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        v => v.to_string(),
-    }
+fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
 }
 
-fn jnum(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
-}
-
-/// `ls` as a table, from its JSON (offline and live).
-fn ls_human(v: &Value) {
-    let table: Vec<Vec<String>> = v
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+/// `ls` as a table (offline and live).
+fn ls_human(report: &[ObjectReport]) {
+    let table: Vec<Vec<String>> = report
         .iter()
         .map(|d| {
             vec![
-                jstr(&d["kind"]),
-                jstr(&d["status"]),
-                human(jnum(&d["body_len"])),
-                jstr(&d["stored_at"]),
-                jstr(&d["expires_at"]),
-                dur(d["age_s"].as_i64().unwrap_or(0)),
-                dur(d["ttl_remaining_s"].as_i64().unwrap_or(0)),
-                jstr(&d["key"]),
+                d.kind.clone(),
+                or_dash(d.status),
+                human(d.body_len),
+                d.stored_at.clone(),
+                d.expires_at.clone(),
+                dur(d.age_s),
+                dur(d.ttl_remaining_s),
+                d.key.key.clone(),
             ]
         })
         .collect();
@@ -241,8 +231,8 @@ fn resolve(target: &Target) -> anyhow::Result<Vec<u8>> {
 fn show(store: &Store, target: &Target, json_out: bool) -> anyhow::Result<()> {
     let key = resolve(target)?;
     if json_out {
-        match show_json(store, &key)? {
-            Some(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+        match show_report(store, &key)? {
+            Some(report) => println!("{}", serde_json::to_string_pretty(&report)?),
             None => anyhow::bail!("{}", no_object(&key)),
         }
         return Ok(());
@@ -324,9 +314,9 @@ fn explain(
     header: &[String],
     json_out: bool,
 ) -> anyhow::Result<()> {
-    let (v, lines) = explain_report(store, cfg, url, header)?;
+    let (report, lines) = explain_report(store, cfg, url, header)?;
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_pairs(&lines);
     }
@@ -334,9 +324,9 @@ fn explain(
 }
 
 /// `label  value` lines, labels padded.
-fn print_pairs(rows: &[(String, String)]) {
-    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (k, v) in rows {
+fn print_pairs(rows: &Lines) {
+    let w = rows.lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in &rows.lines {
         println!("{k:<w$}  {v}");
     }
 }
@@ -345,98 +335,68 @@ fn print_pairs(rows: &[(String, String)]) {
 // summary / segments
 
 fn summary(store: &Store, capacity: Option<u64>, json_out: bool) -> anyhow::Result<()> {
-    let v = summary_json(store, capacity)?;
+    let report = summary_report(store, capacity)?;
     if json_out {
-        println!("{v:#}");
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        summary_human(&v);
+        summary_human(&report);
     }
     Ok(())
 }
 
-/// `summary` for people, from its JSON (offline and live).
-fn summary_human(v: &Value) {
-    let mut rows = vec![
-        ("objects".to_string(), jstr(&v["objects"])),
-        ("blobs".into(), jstr(&v["blobs"])),
-        ("live bytes".into(), human(jnum(&v["live_bytes"]))),
-        ("bytes on disk".into(), human(jnum(&v["bytes_on_disk"]))),
-        (
-            "capacity".into(),
-            v["capacity"]
-                .as_u64()
-                .map_or("unknown (give --config)".into(), human),
-        ),
-        (
-            "index on disk".into(),
-            human(jnum(&v["index_bytes_on_disk"])),
-        ),
-        ("segments".into(), jstr(&v["segments"])),
-    ];
-    if let Some(m) = v["segments_by_state"].as_object() {
-        for (st, n) in m {
-            rows.push((format!("  {st}"), jstr(n)));
-        }
+/// `summary` for people (offline and live).
+fn summary_human(v: &SummaryReport) {
+    let mut rows = Lines::default();
+    rows.push("objects", v.objects.to_string());
+    rows.push("blobs", v.blobs.to_string());
+    rows.push("live bytes", human(v.live_bytes));
+    rows.push("bytes on disk", human(v.bytes_on_disk));
+    let capacity = v.capacity.map_or("unknown (give --config)".into(), human);
+    rows.push("capacity", capacity);
+    rows.push("index on disk", human(v.index_bytes_on_disk));
+    rows.push("segments", v.segments.to_string());
+    for (st, n) in &v.segments_by_state {
+        rows.push(format!("  {st}"), n.to_string());
     }
-    rows.push((
-        "saved by dedup".into(),
-        human(jnum(&v["dedup_saved_bytes"])),
-    ));
-    rows.push(("expired, kept".into(), jstr(&v["expired_kept"])));
-    if let Some(m) = v["kinds"].as_object() {
-        for (k, n) in m {
-            rows.push((format!("kind {k}"), jstr(n)));
-        }
+    rows.push("saved by dedup", human(v.dedup_saved_bytes));
+    rows.push("expired, kept", v.expired_kept.to_string());
+    for (k, n) in &v.kinds {
+        rows.push(format!("kind {k}"), n.to_string());
     }
-    if let Some(m) = v["distributions"].as_object() {
-        for (d, x) in m {
-            rows.push((
-                format!("distribution {d}"),
-                format!(
-                    "{} objects, {}",
-                    jstr(&x["objects"]),
-                    human(jnum(&x["body_bytes"]))
-                ),
-            ));
-        }
+    for (d, x) in &v.distributions {
+        let usage = format!("{} objects, {}", x.objects, human(x.body_bytes));
+        rows.push(format!("distribution {d}"), usage);
     }
-    for which in ["oldest", "newest"] {
-        let x = &v[which];
-        if !x.is_null() {
-            rows.push((
-                which.into(),
-                format!("{}  {}", jstr(&x["stored_at"]), jstr(&x["key"])),
-            ));
+    for (which, x) in [("oldest", &v.oldest), ("newest", &v.newest)] {
+        if let Some(x) = x {
+            rows.push(which, format!("{}  {}", x.stored_at, x.key));
         }
     }
     print_pairs(&rows);
 }
 
 fn segments(store: &Store, json_out: bool) -> anyhow::Result<()> {
-    let v = segments_json(store)?;
+    let report = segments_report(store)?;
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        segments_human(&v);
+        segments_human(&report);
     }
     Ok(())
 }
 
-/// `segments` as a table, from its JSON (offline and live).
-fn segments_human(v: &Value) {
-    let rows: Vec<Vec<String>> = v
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+/// `segments` as a table (offline and live).
+fn segments_human(report: &[SegmentReport]) {
+    let rows: Vec<Vec<String>> = report
         .iter()
         .map(|s| {
             vec![
-                format!("{:016x}", jnum(&s["id"])),
-                jstr(&s["state"]),
-                human(jnum(&s["bytes_on_disk"])),
-                human(jnum(&s["live_bytes"])),
-                jnum(&s["records"]).to_string(),
-                jstr(&s["created_at"]),
+                format!("{:016x}", s.id),
+                s.state.clone(),
+                human(s.bytes_on_disk),
+                human(s.live_bytes),
+                s.records.to_string(),
+                s.created_at.clone(),
             ]
         })
         .collect();
@@ -450,91 +410,45 @@ fn segments_human(v: &Value) {
 // ---------------------------------------------------------------------------------------
 // live: asking a running edge through its admin API
 
+/// How a report the edge sends is printed for people: read back into its type, then
+/// rendered as offline.
+type Render = fn(Value) -> anyhow::Result<()>;
+
+fn typed<T: serde::de::DeserializeOwned>(v: Value) -> anyhow::Result<T> {
+    serde_json::from_value(v).context("the edge answered with a report this cairn cannot read")
+}
+
+fn render_summary(v: Value) -> anyhow::Result<()> {
+    summary_human(&typed::<SummaryReport>(v)?);
+    Ok(())
+}
+
+fn render_segments(v: Value) -> anyhow::Result<()> {
+    segments_human(&typed::<Vec<SegmentReport>>(v)?);
+    Ok(())
+}
+
+fn render_ls(v: Value) -> anyhow::Result<()> {
+    ls_human(&typed::<Vec<ObjectReport>>(v)?);
+    Ok(())
+}
+
+/// `show` and `explain` rows sent by a live edge, printed as offline.
+fn render_lines(v: Value) -> anyhow::Result<()> {
+    print_pairs(&typed::<Lines>(v)?);
+    Ok(())
+}
+
 /// `cache-inspect --admin URL ...`: the same reports, from the running edge
-/// (`GET /inspect/...`). `show` and `explain` print JSON for people too.
+/// (`GET /inspect/...`).
 pub fn run_live(admin: &str, token: Option<&str>, what: Inspect) -> anyhow::Result<ExitCode> {
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    let mut q: Vec<String> = Vec::new();
-    let (path, json_out, render): (&str, bool, fn(&Value)) = match what {
-        Inspect::Summary { json, config } => {
-            if config.is_some() {
-                eprintln!("cairn: --config is ignored with --admin (the running edge's capacity is shown)");
-            }
-            ("summary", json, summary_human)
-        }
-        Inspect::Segments { json } => ("segments", json, segments_human),
-        Inspect::Ls {
-            distribution,
-            prefix,
-            limit,
-            json,
-        } => {
-            if let Some(d) = distribution {
-                q.push(format!("distribution={}", enc(&d)));
-            }
-            if let Some(p) = prefix {
-                q.push(format!("prefix={}", enc(&p)));
-            }
-            q.push(format!("limit={limit}"));
-            ("ls", json, ls_human)
-        }
-        Inspect::Show { target, json } => {
-            match (
-                &target.url,
-                &target.key_hex,
-                &target.config,
-                &target.distribution,
-            ) {
-                (Some(url), None, None, None) => {
-                    q.push(format!("url={}", enc(url)));
-                    for h in &target.header {
-                        q.push(format!("header={}", enc(h)));
-                    }
-                }
-                _ => q.push(format!("key_hex={}", hex(&resolve(&target)?))),
-            }
-            if !json {
-                q.push("format=lines".into());
-            }
-            ("show", json, print_lines)
-        }
-        Inspect::Explain {
-            url,
-            config,
-            header,
-            json,
-        } => {
-            if config.is_some() {
-                eprintln!("cairn: --config is ignored with --admin (the running edge's configuration is used)");
-            }
-            q.push(format!("url={}", enc(&url)));
-            for h in &header {
-                q.push(format!("header={}", enc(h)));
-            }
-            if !json {
-                q.push("format=lines".into());
-            }
-            ("explain", json, print_lines)
-        }
-        Inspect::Verify { .. } | Inspect::RebuildIndex { .. } | Inspect::Cat { .. } => {
-            let name = match what {
-                Inspect::Verify { .. } => "verify",
-                Inspect::RebuildIndex { .. } => "rebuild-index",
-                _ => "cat",
-            };
-            eprintln!(
-                "cairn: cache-inspect {name} is offline-only: it cannot run against a live edge \
-                 (--admin). Stop the edge, then run `cairn cache-inspect --cache-dir DIR {name}`"
-            );
-            return Ok(ExitCode::from(2));
-        }
+    let Some((path, query, json_out, render)) = live_request(what)? else {
+        return Ok(ExitCode::from(2));
     };
     let mut url = format!("/inspect/{path}");
-    if !q.is_empty() {
+    if !query.is_empty() {
         url.push('?');
-        url.push_str(&q.join("&"));
+        url.push_str(&query.join("&"));
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -553,14 +467,91 @@ pub fn run_live(admin: &str, token: Option<&str>, what: Inspect) -> anyhow::Resu
     if json_out {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        render(&v);
+        render(v)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `show` and `explain` rows sent by a live edge, printed as offline.
-fn print_lines(v: &Value) {
-    print_pairs(&lines_from_json(v));
+/// The admin endpoint, its query, whether JSON is printed and how the answer is shown
+/// for people; None (after saying why) for the offline-only subcommands.
+#[allow(clippy::type_complexity)]
+fn live_request(
+    what: Inspect,
+) -> anyhow::Result<Option<(&'static str, Vec<String>, bool, Render)>> {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut q: Vec<String> = Vec::new();
+    let headers = |q: &mut Vec<String>, list: &[String]| {
+        for h in list {
+            q.push(format!("header={}", enc(h)));
+        }
+    };
+    let request: (&str, bool, Render) = match what {
+        Inspect::Summary { json, config } => {
+            if config.is_some() {
+                eprintln!("cairn: --config is ignored with --admin (the running edge's capacity is shown)");
+            }
+            ("summary", json, render_summary)
+        }
+        Inspect::Segments { json } => ("segments", json, render_segments),
+        Inspect::Ls {
+            distribution,
+            prefix,
+            limit,
+            json,
+        } => {
+            if let Some(d) = distribution {
+                q.push(format!("distribution={}", enc(&d)));
+            }
+            if let Some(p) = prefix {
+                q.push(format!("prefix={}", enc(&p)));
+            }
+            q.push(format!("limit={limit}"));
+            ("ls", json, render_ls)
+        }
+        Inspect::Show { target, json } => {
+            let by_url = (&target.key_hex, &target.config, &target.distribution);
+            match (&target.url, by_url) {
+                (Some(url), (None, None, None)) => {
+                    q.push(format!("url={}", enc(url)));
+                    headers(&mut q, &target.header);
+                }
+                _ => q.push(format!("key_hex={}", hex(&resolve(&target)?))),
+            }
+            ("show", json, render_lines)
+        }
+        Inspect::Explain {
+            url,
+            config,
+            header,
+            json,
+        } => {
+            if config.is_some() {
+                eprintln!("cairn: --config is ignored with --admin (the running edge's configuration is used)");
+            }
+            q.push(format!("url={}", enc(&url)));
+            headers(&mut q, &header);
+            ("explain", json, render_lines)
+        }
+        Inspect::Verify { .. } | Inspect::RebuildIndex { .. } | Inspect::Cat { .. } => {
+            let name = match what {
+                Inspect::Verify { .. } => "verify",
+                Inspect::RebuildIndex { .. } => "rebuild-index",
+                _ => "cat",
+            };
+            eprintln!(
+                "cairn: cache-inspect {name} is offline-only: it cannot run against a live edge \
+                 (--admin). Stop the edge, then run `cairn cache-inspect --cache-dir DIR {name}`"
+            );
+            return Ok(None);
+        }
+    };
+    let (path, json, render) = request;
+    if !json && matches!(path, "show" | "explain") {
+        q.push("format=lines".into());
+    }
+    Ok(Some((path, q, json, render)))
 }
 
 // ---------------------------------------------------------------------------------------

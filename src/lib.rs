@@ -23,7 +23,7 @@ pub mod demo;
 pub mod edge;
 pub mod fault;
 pub mod httpcache;
-pub mod inspect_json;
+pub mod inspect_report;
 pub mod metrics;
 pub mod origin;
 pub mod result;
@@ -33,5 +33,8 @@ pub mod store;
 /// Scratch directories removed on drop (tempfile is a dev-dependency only).
 mod scratch_dir;
 
-/// Fuzz target bodies (`fuzz/fuzz_targets/`), replayed over the committed corpora by `cargo test`.
+/// Fuzz target bodies (`fuzz/fuzz_targets/`), replayed over the committed corpora by
+/// `cargo test`: compiled only with the `fuzzing` feature (cargo-fuzz's build, and the test
+/// build through the dev-dependency on this crate).
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;

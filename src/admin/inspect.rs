@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::{json, Admin};
 use crate::body::BoxBody;
-use crate::inspect_json as ij;
+use crate::inspect_report as ij;
 
 /// The decoded `name=value` pairs of a query string.
 fn params(query: Option<&str>) -> Vec<(String, String)> {
@@ -61,6 +61,11 @@ pub async fn get(admin: &Arc<Admin>, what: &str, query: Option<&str>) -> http::R
 
 type Answer = Result<Value, (StatusCode, String)>;
 
+/// A report as the JSON the admin API sends.
+fn to_json<T: serde::Serialize>(report: T) -> Answer {
+    serde_json::to_value(report).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
 fn bad(e: anyhow::Error) -> (StatusCode, String) {
     (StatusCode::BAD_REQUEST, format!("{e:#}"))
 }
@@ -79,9 +84,9 @@ fn answer(admin: &Admin, what: &str, p: &[(String, String)]) -> Answer {
     match what {
         "summary" => {
             let capacity = admin.edge.runtime().config.cache.capacity;
-            ij::summary_json(store, Some(capacity)).map_err(internal)
+            to_json(ij::summary_report(store, Some(capacity)).map_err(internal)?)
         }
-        "segments" => ij::segments_json(store).map_err(internal),
+        "segments" => to_json(ij::segments_report(store).map_err(internal)?),
         "ls" => {
             let limit = match one(p, "limit") {
                 Some(l) => l
@@ -91,7 +96,7 @@ fn answer(admin: &Admin, what: &str, p: &[(String, String)]) -> Answer {
             };
             let (rows, _more) = ij::ls_rows(store, one(p, "distribution"), one(p, "prefix"), limit)
                 .map_err(internal)?;
-            Ok(ij::ls_json(&rows))
+            to_json(ij::ls_report(&rows))
         }
         "show" => {
             let key = match (one(p, "key_hex"), one(p, "url"), one(p, "distribution")) {
@@ -109,14 +114,12 @@ fn answer(admin: &Admin, what: &str, p: &[(String, String)]) -> Answer {
                 }
             };
             let found = if one(p, "format") == Some("lines") {
-                ij::show_lines(store, &key)
-                    .map_err(internal)?
-                    .map(|rows| ij::lines_json(&rows))
+                ij::show_lines(store, &key).map_err(internal)?.map(to_json)
             } else {
-                ij::show_json(store, &key).map_err(internal)?
+                ij::show_report(store, &key).map_err(internal)?.map(to_json)
             };
             match found {
-                Some(v) => Ok(v),
+                Some(v) => v,
                 None => Err((StatusCode::NOT_FOUND, ij::no_object(&key))),
             }
         }
@@ -126,9 +129,13 @@ fn answer(admin: &Admin, what: &str, p: &[(String, String)]) -> Answer {
             };
             let rt = admin.edge.runtime();
             let lines = one(p, "format") == Some("lines");
-            ij::explain_report(store, &rt.config, url, &headers)
-                .map(|(v, rows)| if lines { ij::lines_json(&rows) } else { v })
-                .map_err(bad)
+            let (report, rows) =
+                ij::explain_report(store, &rt.config, url, &headers).map_err(bad)?;
+            if lines {
+                to_json(rows)
+            } else {
+                to_json(report)
+            }
         }
         _ => Err((
             StatusCode::NOT_FOUND,

@@ -389,8 +389,18 @@ fn unescape_utf8(bytes: &[u8]) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The path a behaviour's pattern is matched against: the normalised request path, or for
+/// `/` the normalised default root object (`root`, from [`root_object_path`]) when there
+/// is one, as the key is formed.
+pub fn behavior_path<'a>(path: &'a str, root: Option<&'a str>) -> &'a str {
+    match (root, path) {
+        (Some(root), "/") => root,
+        _ => path,
+    }
+}
+
 /// The path of the default root object, normalised like any request path.
-pub(crate) fn root_object_path(object: &str) -> Result<String, KeyError> {
+pub fn root_object_path(object: &str) -> Result<String, KeyError> {
     let object = object.trim_start_matches('/');
     if object.is_empty() {
         return Ok("/".to_owned());

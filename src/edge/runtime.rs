@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::access_log::{AccessLogError, AccessLogs, LogHandle};
-use crate::cache_key::root_object_path;
+use crate::cache_key::{behavior_path, root_object_path};
 use crate::config::{compile_pattern, pattern_matches_compiled, Behavior, Config, Distribution};
 use crate::edge::router::Router;
 use crate::httpcache::{ErrorTtls, Mode, StorePolicy, TtlSettings};
@@ -145,10 +145,7 @@ impl DistRuntime {
     /// The behaviour for a normalised request path: the first whose pattern matches, else
     /// the default. `/` is matched as the default root object, if there is one.
     pub fn behavior_for(&self, path: &str) -> &Arc<BehaviorRuntime> {
-        let path = match (&self.root_object_path, path) {
-            (Some(root), "/") => root.as_str(),
-            _ => path,
-        };
+        let path = behavior_path(path, self.root_object_path.as_deref());
         self.behaviors
             .iter()
             .find(|b| b.matches(path))

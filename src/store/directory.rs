@@ -482,19 +482,6 @@ impl Directory {
         (sum(&self.objects), sum(&self.blobs))
     }
 
-    /// Slots whose checksum failed, seen by scans since open.
-    pub fn damaged_seen(&self) -> u64 {
-        self.objects
-            .iter()
-            .chain(&self.blobs)
-            .map(|t| {
-                Self::read(t)
-                    .damaged_seen
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .sum()
-    }
-
     pub fn bytes_on_disk(&self) -> u64 {
         self.objects
             .iter()

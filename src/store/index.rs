@@ -369,10 +369,6 @@ impl Index {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Why the object directory's files could not be used when the index was opened.
     pub fn directory_problem(&self) -> Option<&str> {
         self.directory_problem.as_deref()
@@ -1011,11 +1007,6 @@ impl Index {
             cursor = next;
         }
         out
-    }
-
-    /// Checksum failures the directory's scans have met since open.
-    pub fn damaged_slots_seen(&self) -> u64 {
-        self.directory.damaged_seen()
     }
 }
 

@@ -5,22 +5,38 @@
 //! (blob chunks, blob manifests, object records and tombstones, each with checksums); sled
 //! is an index that can be rebuilt from them; a checkpoint watermark bounds how much of the
 //! log is replayed at open.
+//!
+//! The record, index, directory and table modules are the store's own; the `fuzzing`
+//! feature (fuzz targets, corpus replay and the tests that build damaged caches) makes them
+//! public.
 
 mod batch;
 mod body;
 pub mod clock;
 mod config;
 mod dir;
+#[cfg(feature = "fuzzing")]
 pub mod directory;
+#[cfg(not(feature = "fuzzing"))]
+mod directory;
 mod error;
+#[cfg(feature = "fuzzing")]
 pub mod index;
+#[cfg(not(feature = "fuzzing"))]
+mod index;
 mod liveness;
 mod log;
 mod recency;
+#[cfg(feature = "fuzzing")]
 pub mod record;
+#[cfg(not(feature = "fuzzing"))]
+mod record;
 mod recovery;
 mod segment;
+#[cfg(feature = "fuzzing")]
 pub mod slot_table;
+#[cfg(not(feature = "fuzzing"))]
+mod slot_table;
 mod sweeper;
 mod usage;
 mod verify;

@@ -319,16 +319,8 @@ impl SlotTable {
         self.generation
     }
 
-    pub fn slots(&self) -> u64 {
-        self.slots
-    }
-
     pub fn live(&self) -> u64 {
         self.live
-    }
-
-    pub fn kind(&self) -> TableKind {
-        self.kind
     }
 
     pub fn bytes_on_disk(&self) -> u64 {
