@@ -202,7 +202,9 @@ impl StoredResponse {
             must_revalidate: self.must_revalidate,
             stale_while_revalidate: self.stale_while_revalidate_s.map(Duration::from_secs),
             stale_if_error: self.stale_if_error_s.map(Duration::from_secs),
-            has_validator: crate::httpcache::has_validator(&self.header_map()),
+            has_validator: crate::httpcache::has_validator_in(
+                self.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
+            ),
         }
     }
 

@@ -97,8 +97,8 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener, shutdown: impl Future
 /// One viewer request, with a panic anywhere in it contained: that request gets a 500,
 /// the panic is logged and counted, and the edge goes on serving.
 async fn contained(edge: Arc<Edge>, req: Request<Incoming>, peer: SocketAddr) -> Response<BoxBody> {
-    let target = req.uri().to_string();
-    let name = edge.runtime().edge_name().to_string();
+    // Kept for the log line of a panic (a reference-counted copy, not a string).
+    let target = req.uri().clone();
     let answered = AssertUnwindSafe(pipeline::handle(edge.clone(), req, peer))
         .catch_unwind()
         .await;
@@ -110,7 +110,7 @@ async fn contained(edge: Arc<Edge>, req: Request<Incoming>, peer: SocketAddr) ->
             respond::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The edge failed while answering this request.",
-                &name,
+                edge.runtime().edge_name(),
             )
         }
     }

@@ -47,7 +47,7 @@ pub use ttl::{
     cacheable_status, cloudfront_ttl, cloudfront_ttl_governed, cloudfront_ttl_with, Clamp,
     NotStoredReason, TtlDecision, TtlRule, TtlSettings,
 };
-pub use validators::{conditional_headers, has_validator, is_valid_etag};
+pub use validators::{conditional_headers, has_validator, has_validator_in, is_valid_etag};
 pub use vary::{normalized_value, variant_suffix, vary_spec, VarySpec};
 
 #[cfg(test)]

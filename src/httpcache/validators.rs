@@ -36,6 +36,20 @@ pub fn has_validator(headers: &HeaderMap) -> bool {
     etag(headers).is_some() || last_modified(headers).is_some()
 }
 
+/// [`has_validator`] over header fields as (lower-case name, value) pairs, in order (a
+/// stored response's, without building a map on the hit path).
+pub fn has_validator_in<'a>(fields: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> bool {
+    let (mut etag, mut last_modified) = (None, None);
+    for (name, value) in fields {
+        match name {
+            "etag" if etag.is_none() => etag = Some(value),
+            "last-modified" if last_modified.is_none() => last_modified = Some(value),
+            _ => {}
+        }
+    }
+    etag.is_some_and(is_valid_etag) || last_modified.is_some_and(|v| parse_http_date(v).is_some())
+}
+
 /// The fields of a conditional request revalidating the stored response with headers
 /// `stored` (RFC 9111 §4.3.1): If-None-Match with its entity-tag and If-Modified-Since with
 /// its Last-Modified date, each copied verbatim when valid. Empty when it has neither.
@@ -53,6 +67,26 @@ pub fn conditional_headers(stored: &HeaderMap) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validators_in_field_lists_agree_with_maps() {
+        let cases: [&[(&'static str, &[u8])]; 7] = [
+            &[],
+            &[("etag", b"\"v1\"")],
+            &[("etag", b"v1")],
+            &[("etag", b"bad"), ("etag", b"\"good\"")],
+            &[("last-modified", b"Sun, 06 Nov 1994 08:49:37 GMT")],
+            &[("last-modified", b"yesterday")],
+            &[
+                ("etag", b"bad"),
+                ("last-modified", b"Sun, 06 Nov 1994 08:49:37 GMT"),
+            ],
+        ];
+        for fields in cases {
+            let in_list = has_validator_in(fields.iter().map(|(n, v)| (*n, *v)));
+            assert_eq!(in_list, has_validator(&map(fields)), "{fields:?}");
+        }
+    }
 
     fn map(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
         let mut h = HeaderMap::new();
