@@ -1128,117 +1128,96 @@ pub fn show_lines(store: &Store, key: &[u8]) -> anyhow::Result<Option<Lines>> {
         Ok(Meta::Variants(_)) | Ok(Meta::Partials(_)) => children(store, key)?,
         _ => Vec::new(),
     };
-    let mut rows: Vec<(String, String)> = vec![
-        ("key".into(), d.view.render()),
-        ("key (hex)".into(), hex(&d.info.key)),
-        ("kind".into(), d.kind().into()),
-        ("distribution".into(), d.info.distribution.clone()),
-    ];
+    let mut rows = Lines::default();
+    object_lines(&d, &mut rows);
+    match &d.meta {
+        Ok(Meta::Response(r)) => response_lines(r, &mut rows),
+        Ok(Meta::Variants(names)) => rows.push("vary index on", names.join(", ")),
+        Ok(Meta::Partials(p)) => {
+            let parts: Vec<String> = p.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+            rows.push("parts index", parts.join(", "))
+        }
+        Err(e) => rows.push("metadata", format!("unreadable: {e}")),
+    }
+    blob_lines(&d, blob.as_ref(), &mut rows);
+    for k in &kids {
+        rows.push("stored under it", view_key(&k.key).render());
+    }
+    Ok(Some(rows))
+}
+
+/// The key, its fields and the object's times.
+fn object_lines(d: &Described, rows: &mut Lines) {
+    rows.push("key", d.view.render());
+    rows.push("key (hex)", hex(&d.info.key));
+    rows.push("kind", d.kind());
+    rows.push("distribution", d.info.distribution.clone());
     if let Some(p) = &d.view.parts {
-        rows.push(("path".into(), p.path.clone()));
-        rows.push(("query".into(), p.query.clone().unwrap_or("-".into())));
+        rows.push("path", p.path.clone());
+        rows.push("query", p.query.clone().unwrap_or("-".into()));
         for (n, val) in &p.headers {
-            rows.push((
+            rows.push(
                 format!("key header {n}"),
                 val.clone().unwrap_or("(absent)".into()),
-            ));
+            );
         }
-        rows.push(("cookies".into(), p.cookies.clone().unwrap_or("-".into())));
+        rows.push("cookies", p.cookies.clone().unwrap_or("-".into()));
     }
-    rows.push((
-        "body length".into(),
-        format!("{} ({})", d.info.body_len, human(d.info.body_len)),
-    ));
-    rows.push(("stored at".into(), time(d.info.stored_at)));
-    rows.push(("expires at".into(), time(d.info.expires_at)));
-    rows.push(("age".into(), dur(d.age_s)));
-    rows.push(("ttl left".into(), dur(d.remaining_s)));
+    let len = d.info.body_len;
+    rows.push("body length", format!("{len} ({})", human(len)));
+    rows.push("stored at", time(d.info.stored_at));
+    rows.push("expires at", time(d.info.expires_at));
+    rows.push("age", dur(d.age_s));
+    rows.push("ttl left", dur(d.remaining_s));
     if !d.info.tags.is_empty() {
-        rows.push(("tags".into(), d.info.tags.join(", ")));
+        rows.push("tags", d.info.tags.join(", "));
     }
-    match &d.meta {
-        Ok(Meta::Response(r)) => {
-            rows.push(("status".into(), r.status.to_string()));
-            rows.push((
-                "request time".into(),
-                time(crate::edge::meta::from_ms(r.request_time_ms)),
-            ));
-            rows.push(("response time".into(), time(r.response_time())));
-            rows.push(("initial age".into(), format!("{}s", r.initial_age_s)));
-            rows.push((
-                "ttl".into(),
-                format!("{}s (rule {}, clamp {})", r.ttl_s, r.ttl_rule, r.ttl_clamp),
-            ));
-            rows.push((
-                "revalidate each use".into(),
-                r.revalidate_each_use.to_string(),
-            ));
-            rows.push(("must revalidate".into(), r.must_revalidate.to_string()));
-            let opt = |o: Option<u64>| o.map_or("-".into(), |s| format!("{s}s"));
-            rows.push((
-                "stale-while-revalidate".into(),
-                opt(r.stale_while_revalidate_s),
-            ));
-            rows.push(("stale-if-error".into(), opt(r.stale_if_error_s)));
-            rows.push((
-                "vary".into(),
-                if r.vary.is_empty() {
-                    "-".into()
-                } else {
-                    r.vary.join(", ")
-                },
-            ));
-            for (n, val) in &r.headers {
-                rows.push((
-                    format!("header {n}"),
-                    String::from_utf8_lossy(val).into_owned(),
-                ));
-            }
-        }
-        Ok(Meta::Variants(names)) => rows.push(("vary index on".into(), names.join(", "))),
-        Ok(Meta::Partials(p)) => rows.push((
-            "parts index".into(),
-            p.iter()
-                .map(|(a, b)| format!("{a}-{b}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        )),
-        Err(e) => rows.push(("metadata".into(), format!("unreadable: {e}"))),
+}
+
+/// A stored response's metadata and headers.
+fn response_lines(r: &StoredResponse, rows: &mut Lines) {
+    rows.push("status", r.status.to_string());
+    let requested = crate::edge::meta::from_ms(r.request_time_ms);
+    rows.push("request time", time(requested));
+    rows.push("response time", time(r.response_time()));
+    rows.push("initial age", format!("{}s", r.initial_age_s));
+    rows.push(
+        "ttl",
+        format!("{}s (rule {}, clamp {})", r.ttl_s, r.ttl_rule, r.ttl_clamp),
+    );
+    rows.push("revalidate each use", r.revalidate_each_use.to_string());
+    rows.push("must revalidate", r.must_revalidate.to_string());
+    let opt = |o: Option<u64>| o.map_or("-".into(), |s| format!("{s}s"));
+    rows.push("stale-while-revalidate", opt(r.stale_while_revalidate_s));
+    rows.push("stale-if-error", opt(r.stale_if_error_s));
+    let vary = if r.vary.is_empty() {
+        "-".into()
+    } else {
+        r.vary.join(", ")
+    };
+    rows.push("vary", vary);
+    for (n, val) in &r.headers {
+        rows.push(format!("header {n}"), String::from_utf8_lossy(val));
     }
-    rows.push(("blob".into(), hex(&d.info.blob)));
-    rows.push((
-        "record".into(),
-        format!(
-            "segment {:016x} offset {}",
-            d.info.record.segment, d.info.record.offset
-        ),
-    ));
-    match &blob {
-        Some(b) => {
-            rows.push(("blob references".into(), b.references.to_string()));
-            rows.push((
-                "blob manifest".into(),
-                format!(
-                    "segment {:016x} offset {}",
-                    b.manifest.segment, b.manifest.offset
-                ),
-            ));
-            for (i, r) in b.runs.iter().enumerate() {
-                rows.push((
-                    format!("blob run {i}"),
-                    format!(
-                        "segment {:016x} offset {} len {}",
-                        r.segment, r.offset, r.len
-                    ),
-                ));
-            }
-        }
-        None => rows.push(("blob location".into(), "(not in the index)".into())),
+}
+
+/// Where the object's record and its blob are.
+fn blob_lines(d: &Described, blob: Option<&crate::store::BlobInfo>, rows: &mut Lines) {
+    rows.push("blob", hex(&d.info.blob));
+    let at = |segment: u64, offset: u64| format!("segment {segment:016x} offset {offset}");
+    rows.push("record", at(d.info.record.segment, d.info.record.offset));
+    let Some(b) = blob else {
+        rows.push("blob location", "(not in the index)");
+        return;
+    };
+    rows.push("blob references", b.references.to_string());
+    rows.push("blob manifest", at(b.manifest.segment, b.manifest.offset));
+    for (i, r) in b.runs.iter().enumerate() {
+        rows.push(
+            format!("blob run {i}"),
+            format!("{} len {}", at(r.segment, r.offset), r.len),
+        );
     }
-    for k in &kids {
-        rows.push(("stored under it".into(), view_key(&k.key).render()));
-    }
-    Ok(Some(Lines { lines: rows }))
 }
 
 /// `label  value` rows for people; the admin API's `format=lines` sends them as JSON

@@ -388,117 +388,10 @@ fn distribution(d: &RawDistribution, base: &Path, p: &mut Problems) -> Built {
         );
     }
 
-    // Origin and group ids share one namespace: a behaviour target names either.
-    let mut ids: HashMap<String, (Pos, String)> = HashMap::new();
-    let mut claim_id = |p: &mut Problems, id: &str, pos: &Pos, path: String| {
-        if let Some((first_pos, first_path)) = ids.get(id) {
-            p.add(
-                pos,
-                &path,
-                format!(
-                    "id {id:?} is already used by {first_path}{}",
-                    line_note(first_pos)
-                ),
-            );
-        } else {
-            ids.insert(id.to_string(), (pos.clone(), path));
-        }
-    };
-
-    let mut origins = Vec::new();
-    for (j, o) in d.origins.iter().enumerate() {
-        let (origin, id_pos) = origin(o, j, base, p);
-        claim_id(p, &origin.id, &id_pos, join(&o.path, "id"));
-        origins.push(origin);
-    }
-    let targets_origins: Vec<String> = origins.iter().map(|o| o.id.clone()).collect();
-
-    let mut groups = Vec::new();
-    for g in &d.groups {
-        let id = match &g.id {
-            Some(id) => {
-                if let Err(m) = check::origin_id(&id.value) {
-                    p.add(&id.pos, &join(&g.path, "id"), m);
-                }
-                claim_id(p, &id.value, &id.pos, join(&g.path, "id"));
-                id.value.clone()
-            }
-            None => {
-                p.add(&g.pos, &g.path, "missing required key `id`");
-                String::new()
-            }
-        };
-        groups.push(group(g, id, &targets_origins, &d.groups, p));
-    }
-
-    let targets = Targets {
-        origins: targets_origins,
-        groups: groups
-            .iter()
-            .map(|g: &OriginGroup| g.id.clone())
-            .filter(|id| !id.is_empty())
-            .collect(),
-    };
-    let default_behavior = behavior(&d.default_behavior, &targets, false, p);
-    let mut patterns: HashMap<&str, &At<String>> = HashMap::new();
-    let mut behaviors = Vec::new();
-    for b in &d.behaviors {
-        if let Some(pat) = &b.path_pattern {
-            match patterns.get(pat.value.as_str()) {
-                Some(first) => p.add(
-                    &pat.pos,
-                    &join(&b.path, "path_pattern"),
-                    format!(
-                        "path pattern {:?} is already used by an earlier behaviour{}; the \
-                         later one could never match",
-                        pat.value,
-                        line_note(&first.pos)
-                    ),
-                ),
-                None => {
-                    patterns.insert(&pat.value, pat);
-                }
-            }
-        }
-        behaviors.push(behavior(b, &targets, true, p));
-    }
-
-    let (id, id_pos, generated_from, has_id) = match &d.id {
-        Some(id) => {
-            if let Err(m) = check::distribution_id(&id.value) {
-                p.add(&id.pos, &join(dp, "id"), m);
-            }
-            (id.value.clone(), id.pos.clone(), None, true)
-        }
-        None => {
-            let seed = match (
-                d.aliases.first(),
-                d.origins.first().and_then(|o| o.url.as_ref()),
-            ) {
-                (Some(a), _) => Some(a.value.to_ascii_lowercase()),
-                (None, Some(u)) => Some(u.value.clone()),
-                (None, None) => None,
-            };
-            match seed {
-                Some(seed) => (check::generated_id(&seed), d.pos.clone(), Some(seed), true),
-                None => (String::new(), d.pos.clone(), None, false),
-            }
-        }
-    };
-
-    let mut aliases = Vec::new();
-    let mut alias_values = Vec::new();
-    for (k, a) in d.aliases.iter().enumerate() {
-        let path = format!("{dp}.aliases[{k}]");
-        match check::alias(&a.value) {
-            Ok(lower) => {
-                alias_values.push(lower.clone());
-                aliases.push((lower, a.pos.clone(), path));
-            }
-            Err(m) => p.add(&a.pos, &path, m),
-        }
-    }
-
+    let (origins, groups, targets) = targets(d, base, p);
+    let (default_behavior, behaviors) = behaviors(d, &targets, p);
+    let (id, id_pos, generated_from, has_id) = distribution_id(d, p);
+    let (alias_values, aliases) = aliases(d, p);
     let default_root_object = d.default_root_object.as_ref().map(|r| {
         if let Err(m) = check::default_root_object(&r.value) {
             p.add(&r.pos, &join(dp, "default_root_object"), m);
@@ -555,6 +448,147 @@ fn distribution(d: &RawDistribution, base: &Path, p: &mut Problems) -> Built {
     }
 }
 
+/// The distribution's origins and origin groups (one id namespace: a behaviour target
+/// names either), and their ids for the behaviours' references.
+fn targets(
+    d: &RawDistribution,
+    base: &Path,
+    p: &mut Problems,
+) -> (Vec<Origin>, Vec<OriginGroup>, Targets) {
+    // Origin and group ids share one namespace: a behaviour target names either.
+    let mut ids: HashMap<String, (Pos, String)> = HashMap::new();
+    let mut claim_id = |p: &mut Problems, id: &str, pos: &Pos, path: String| {
+        if let Some((first_pos, first_path)) = ids.get(id) {
+            p.add(
+                pos,
+                &path,
+                format!(
+                    "id {id:?} is already used by {first_path}{}",
+                    line_note(first_pos)
+                ),
+            );
+        } else {
+            ids.insert(id.to_string(), (pos.clone(), path));
+        }
+    };
+
+    let mut origins = Vec::new();
+    for (j, o) in d.origins.iter().enumerate() {
+        let (origin, id_pos) = origin(o, j, base, p);
+        claim_id(p, &origin.id, &id_pos, join(&o.path, "id"));
+        origins.push(origin);
+    }
+    let targets_origins: Vec<String> = origins.iter().map(|o| o.id.clone()).collect();
+
+    let mut groups = Vec::new();
+    for g in &d.groups {
+        let id = match &g.id {
+            Some(id) => {
+                if let Err(m) = check::origin_id(&id.value) {
+                    p.add(&id.pos, &join(&g.path, "id"), m);
+                }
+                claim_id(p, &id.value, &id.pos, join(&g.path, "id"));
+                id.value.clone()
+            }
+            None => {
+                p.add(&g.pos, &g.path, "missing required key `id`");
+                String::new()
+            }
+        };
+        groups.push(group(g, id, &targets_origins, &d.groups, p));
+    }
+
+    let targets = Targets {
+        origins: targets_origins,
+        groups: groups
+            .iter()
+            .map(|g: &OriginGroup| g.id.clone())
+            .filter(|id| !id.is_empty())
+            .collect(),
+    };
+    (origins, groups, targets)
+}
+
+/// The default behaviour and the others, each path pattern used once.
+fn behaviors(
+    d: &RawDistribution,
+    targets: &Targets,
+    p: &mut Problems,
+) -> (Behavior, Vec<Behavior>) {
+    let default_behavior = behavior(&d.default_behavior, targets, false, p);
+    let mut patterns: HashMap<&str, &At<String>> = HashMap::new();
+    let mut behaviors = Vec::new();
+    for b in &d.behaviors {
+        if let Some(pat) = &b.path_pattern {
+            match patterns.get(pat.value.as_str()) {
+                Some(first) => p.add(
+                    &pat.pos,
+                    &join(&b.path, "path_pattern"),
+                    format!(
+                        "path pattern {:?} is already used by an earlier behaviour{}; the \
+                         later one could never match",
+                        pat.value,
+                        line_note(&first.pos)
+                    ),
+                ),
+                None => {
+                    patterns.insert(&pat.value, pat);
+                }
+            }
+        }
+        behaviors.push(behavior(b, targets, true, p));
+    }
+
+    (default_behavior, behaviors)
+}
+
+/// The distribution's id, where it is reported, what a generated one was made from, and
+/// whether there is one at all.
+fn distribution_id(d: &RawDistribution, p: &mut Problems) -> (String, Pos, Option<String>, bool) {
+    let dp = d.path.as_str();
+    match &d.id {
+        Some(id) => {
+            if let Err(m) = check::distribution_id(&id.value) {
+                p.add(&id.pos, &join(dp, "id"), m);
+            }
+            (id.value.clone(), id.pos.clone(), None, true)
+        }
+        None => {
+            let seed = match (
+                d.aliases.first(),
+                d.origins.first().and_then(|o| o.url.as_ref()),
+            ) {
+                (Some(a), _) => Some(a.value.to_ascii_lowercase()),
+                (None, Some(u)) => Some(u.value.clone()),
+                (None, None) => None,
+            };
+            match seed {
+                Some(seed) => (check::generated_id(&seed), d.pos.clone(), Some(seed), true),
+                None => (String::new(), d.pos.clone(), None, false),
+            }
+        }
+    }
+}
+
+/// The aliases, lower-cased, and each with where it is written.
+fn aliases(d: &RawDistribution, p: &mut Problems) -> (Vec<String>, Vec<(String, Pos, String)>) {
+    let dp = d.path.as_str();
+    let mut aliases = Vec::new();
+    let mut alias_values = Vec::new();
+    for (k, a) in d.aliases.iter().enumerate() {
+        let path = format!("{dp}.aliases[{k}]");
+        match check::alias(&a.value) {
+            Ok(lower) => {
+                alias_values.push(lower.clone());
+                aliases.push((lower, a.pos.clone(), path));
+            }
+            Err(m) => p.add(&a.pos, &path, m),
+        }
+    }
+
+    (alias_values, aliases)
+}
+
 /// Returns the origin and the position its id is reported at.
 fn origin(o: &RawOrigin, index: usize, base: &Path, p: &mut Problems) -> (Origin, Pos) {
     let op = o.path.as_str();
@@ -570,6 +604,53 @@ fn origin(o: &RawOrigin, index: usize, base: &Path, p: &mut Problems) -> (Origin
         None => (format!("origin{}", index + 1), o.pos.clone()),
     };
 
+    let (scheme, host, port, path) = origin_address(o, p);
+    let headers = origin_headers(o, p);
+    let ca_file = origin_ca_file(o, scheme, base, p);
+    let origin = Origin {
+        id,
+        scheme: scheme.unwrap_or(Scheme::Http),
+        host,
+        port,
+        path,
+        headers,
+        connect_timeout: secs(
+            p,
+            &o.connect_timeout,
+            &join(op, "connect_timeout"),
+            (1, 60),
+            10,
+        ),
+        connect_attempts: ranged(
+            p,
+            &o.connect_attempts,
+            &join(op, "connect_attempts"),
+            (1, 3),
+            3,
+        ) as u32,
+        response_timeout: secs(
+            p,
+            &o.response_timeout,
+            &join(op, "response_timeout"),
+            (1, 180),
+            30,
+        ),
+        keepalive_timeout: secs(
+            p,
+            &o.keepalive_timeout,
+            &join(op, "keepalive_timeout"),
+            (1, 180),
+            5,
+        ),
+        ca_file,
+    };
+    (origin, id_pos)
+}
+
+/// The origin's scheme, host, port and path prefix (from `path`, or in quick mode from
+/// the URL's path).
+fn origin_address(o: &RawOrigin, p: &mut Problems) -> (Option<Scheme>, String, u16, String) {
+    let op = o.path.as_str();
     let mut scheme = None;
     let (mut host, mut port) = (String::new(), 0);
     let mut path = String::new();
@@ -614,6 +695,12 @@ fn origin(o: &RawOrigin, index: usize, base: &Path, p: &mut Problems) -> (Origin
         },
     }
 
+    (scheme, host, port, path)
+}
+
+/// The origin's custom headers, each valid and given once.
+fn origin_headers(o: &RawOrigin, p: &mut Problems) -> Vec<(String, String)> {
+    let op = o.path.as_str();
     let mut headers: Vec<(String, String)> = Vec::new();
     for (name, value) in &o.headers {
         let hp = format!("{op}.headers.{}", name.value);
@@ -640,7 +727,18 @@ fn origin(o: &RawOrigin, index: usize, base: &Path, p: &mut Problems) -> (Origin
         headers.push((name.value.clone(), value.value.clone()));
     }
 
-    let ca_file = o.ca_file.as_ref().map(|f| {
+    headers
+}
+
+/// The origin's extra CA file (https only), readable now.
+fn origin_ca_file(
+    o: &RawOrigin,
+    scheme: Option<Scheme>,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<PathBuf> {
+    let op = o.path.as_str();
+    o.ca_file.as_ref().map(|f| {
         let resolved = resolve(base, &f.value);
         let fp = join(op, "ca_file");
         if scheme == Some(Scheme::Http) {
@@ -653,46 +751,7 @@ fn origin(o: &RawOrigin, index: usize, base: &Path, p: &mut Problems) -> (Origin
             p.add(&f.pos, &fp, m);
         }
         resolved
-    });
-
-    let origin = Origin {
-        id,
-        scheme: scheme.unwrap_or(Scheme::Http),
-        host,
-        port,
-        path,
-        headers,
-        connect_timeout: secs(
-            p,
-            &o.connect_timeout,
-            &join(op, "connect_timeout"),
-            (1, 60),
-            10,
-        ),
-        connect_attempts: ranged(
-            p,
-            &o.connect_attempts,
-            &join(op, "connect_attempts"),
-            (1, 3),
-            3,
-        ) as u32,
-        response_timeout: secs(
-            p,
-            &o.response_timeout,
-            &join(op, "response_timeout"),
-            (1, 180),
-            30,
-        ),
-        keepalive_timeout: secs(
-            p,
-            &o.keepalive_timeout,
-            &join(op, "keepalive_timeout"),
-            (1, 180),
-            5,
-        ),
-        ca_file,
-    };
-    (origin, id_pos)
+    })
 }
 
 /// The CA file must exist, be readable now, and hold at least one PEM certificate.
