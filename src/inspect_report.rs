@@ -787,8 +787,13 @@ pub struct ShowReport {
     pub children: Vec<ChildReport>,
 }
 
-/// `show`; `None` when no object is at `key`.
-pub fn show_report(store: &Store, key: &[u8]) -> anyhow::Result<Option<ShowReport>> {
+/// What `show` tells of the object at `key`: the object, its blob as the index knows it,
+/// and what is stored under it (for an index object); None when no object is there.
+#[allow(clippy::type_complexity)]
+fn shown(
+    store: &Store,
+    key: &[u8],
+) -> anyhow::Result<Option<(Described, Option<crate::store::BlobInfo>, Vec<ObjectInfo>)>> {
     let Some(info) = store.info(key)? else {
         return Ok(None);
     };
@@ -797,6 +802,14 @@ pub fn show_report(store: &Store, key: &[u8]) -> anyhow::Result<Option<ShowRepor
     let kids = match d.meta {
         Ok(Meta::Variants(_)) | Ok(Meta::Partials(_)) => children(store, key)?,
         _ => Vec::new(),
+    };
+    Ok(Some((d, blob, kids)))
+}
+
+/// `show`; `None` when no object is at `key`.
+pub fn show_report(store: &Store, key: &[u8]) -> anyhow::Result<Option<ShowReport>> {
+    let Some((d, blob, kids)) = shown(store, key)? else {
+        return Ok(None);
     };
     let meta = match &d.meta {
         Ok(Meta::Response(r)) => MetaReport::Response(ResponseReport::of(r)),
@@ -1119,14 +1132,8 @@ fn explain_stored(
 /// `show` for people: `label  value` rows (offline, and live through the admin API's
 /// `format=lines`, so both print the same).
 pub fn show_lines(store: &Store, key: &[u8]) -> anyhow::Result<Option<Lines>> {
-    let Some(info) = store.info(key)? else {
+    let Some((d, blob, kids)) = shown(store, key)? else {
         return Ok(None);
-    };
-    let d = Described::new(info, SystemTime::now());
-    let blob = store.blob_info(&d.info.blob)?;
-    let kids = match d.meta {
-        Ok(Meta::Variants(_)) | Ok(Meta::Partials(_)) => children(store, key)?,
-        _ => Vec::new(),
     };
     let mut rows = Lines::default();
     object_lines(&d, &mut rows);

@@ -1,10 +1,12 @@
 //! Cache keys, CloudFront style: which parts of a viewer's request identify a cached
-//! object, and which parts are forwarded to the origin. The two are the same thing by
-//! construction: [`cache_key`] builds the forwarded path, query, headers and cookies first
-//! and then encodes exactly those into the key, so a value the key does not include never
-//! reaches the origin and nobody can poison an entry with it. The normalised path is the
-//! path the edge matches behaviours on, keys and forwards (the caller adds the origin path
-//! prefix; the normalised path never climbs above '/').
+//! object. [`cache_key`] builds the keyed path, query, headers and cookies first and then
+//! encodes exactly those into the key; everything the key includes is forwarded to the
+//! origin exactly as keyed, so nobody can poison an entry with a value the key holds
+//! differently. What a behaviour's origin request policy forwards besides the key is
+//! [`forward`]'s business, and never keyed: a response that depends on such a value must
+//! say so with `Vary`. The normalised path is the path the edge matches behaviours on,
+//! keys and forwards (the caller adds the origin path prefix; the normalised path never
+//! climbs above '/').
 //!
 //! Key layout (bytes), fields separated by 0x00:
 //!
@@ -13,12 +15,14 @@
 //! ```
 //!
 //! - `path`: the normalised path ([`normalize_path`], default root object applied).
-//! - `query`: the forwarded query string without '?', empty when nothing is forwarded.
+//! - `query`: the keyed query string without '?' (the parameters the cache key policy
+//!   includes, in the viewer's order), empty when nothing is keyed.
 //! - `headers`: one item per header of the policy, in policy order, joined with 0x01:
 //!   `name:value` when the viewer sent it (all values joined with ", "), just `name` when
 //!   it did not, so an absent header differs from an empty one. `host` is the viewer's
 //!   host, lower case, without port; `accept-encoding` is `br`, `gzip` or absent.
-//! - `cookies`: the rebuilt Cookie header (`a=1; b=2`), empty when none is included.
+//! - `cookies`: the keyed cookies as a rebuilt Cookie header (`a=1; b=2`), empty when
+//!   none is included.
 //!
 //! Bytes 0x00, 0x01 and 0x02 inside any field are written as 0x02 followed by `0`, `1` or
 //! `2`. Normalised paths and queries never contain them and `http::HeaderValue` refuses
@@ -61,18 +65,20 @@ pub struct KeyInput<'a> {
     pub default_root_object: Option<&'a str>,
 }
 
-/// A cache key and the request parts to forward to the origin, which are exactly the
-/// parts the key includes.
+/// A cache key and the request parts it includes, which are forwarded to the origin as
+/// keyed (the origin request policy may add more: [`forward`]).
 #[derive(Debug, Clone)]
 pub struct KeyedRequest {
     /// The store key (layout in the module documentation).
     pub key: Vec<u8>,
     /// Normalised path to forward (the caller adds the origin path prefix).
     pub path: String,
-    /// Forwarded query string without '?'; None when nothing is included.
+    /// The keyed query string without '?'; None when nothing is included (what is
+    /// forwarded adds the origin request policy's parameters: [`forward::forwarded_query`]).
     pub query: Option<String>,
     /// Exactly the policy's headers the viewer sent (accept-encoding normalised, host
-    /// excluded), plus a rebuilt Cookie header with the included cookies only.
+    /// excluded), plus a rebuilt Cookie header with the included cookies only: what is
+    /// forwarded of the key, as keyed.
     pub forwarded_headers: HeaderMap,
     /// The viewer's host, lower case without port, when "host" is in the policy and the
     /// viewer sent one: the caller forwards it as Host. This is the keyed value, so the

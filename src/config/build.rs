@@ -68,12 +68,12 @@ pub(crate) fn resolve(base: &Path, p: &Path) -> PathBuf {
     out
 }
 
-fn join(path: &str, key: &str) -> String {
+pub(crate) fn join(path: &str, key: &str) -> String {
     format!("{path}.{key}")
 }
 
 /// ", line N" when the position has a line.
-fn line_note(pos: &Pos) -> String {
+pub(crate) fn line_note(pos: &Pos) -> String {
     if pos.line > 0 {
         format!(", line {}", pos.line)
     } else {

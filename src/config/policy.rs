@@ -6,6 +6,7 @@
 //! and between a managed name and the fields it sets are reported at the text that
 //! causes them.
 
+use super::build::{join, line_note};
 use super::check;
 use super::model::*;
 use super::problem::{At, Pos, Problems};
@@ -181,19 +182,6 @@ pub(crate) fn managed_origin_request(name: &str) -> Option<OriginRequestPolicy> 
         cookies: all_or_none(m.cookies_all),
         query_strings: all_or_none(m.query_all),
     })
-}
-
-fn join(path: &str, key: &str) -> String {
-    format!("{path}.{key}")
-}
-
-/// ", line N" when the position has a line.
-fn line_note(pos: &Pos) -> String {
-    if pos.line > 0 {
-        format!(", line {}", pos.line)
-    } else {
-        String::new()
-    }
 }
 
 /// "unknown managed ... policy X; the names are ...".

@@ -3,7 +3,8 @@
 //! origin "origin" — and validates it with the same rules, so problems name the flag.
 //!
 //! Quick mode is a standard reverse-proxy cache, not CloudFront's defaults: every query
-//! string is keyed and forwarded, every viewer header (but hop-by-hop ones) and every
+//! string is keyed and forwarded, every method CloudFront can pass goes through (GET and
+//! HEAD are cached), every viewer header (but hop-by-hop ones) and every
 //! cookie is forwarded unkeyed (so a response with Set-Cookie is not stored, but in strict
 //! mode, which follows RFC 9111 §3 there), and the
 //! origin's own Host is sent unless `--forward-host` keys and forwards the viewer's.
@@ -139,6 +140,10 @@ fn quick_in(opts: &QuickOptions, base: &Path) -> Result<Config, ConfigErrors> {
         cookies: Some(At::new(RawList::All, origin_flag.clone())),
         ..RawOriginRequest::default()
     };
+    // Every method CloudFront can pass: GET and HEAD are cached, the others go through.
+    let methods = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]
+        .map(|m| At::new(m.to_string(), origin_flag.clone()))
+        .to_vec();
     let raw = RawConfig {
         pos: origin_flag.clone(),
         edge: RawEdge {
@@ -172,6 +177,7 @@ fn quick_in(opts: &QuickOptions, base: &Path) -> Result<Config, ConfigErrors> {
                 max_ttl: flag(opts.max_ttl, "--max-ttl"),
                 cache_key,
                 origin_request,
+                allowed_methods: Some(At::new(methods, origin_flag.clone())),
                 ..RawBehavior::default()
             },
             path: dp,
@@ -217,7 +223,8 @@ mod tests {
         );
         assert_eq!(d.default_behavior.target, "origin");
         assert_eq!(d.default_behavior.default_ttl, 86400);
-        assert_eq!(d.default_behavior.allowed_methods, AllowedMethods::GetHead);
+        // A reverse-proxy cache passes every method (GET and HEAD are cached).
+        assert_eq!(d.default_behavior.allowed_methods, AllowedMethods::All);
         assert_eq!(d.default_behavior.error_ttl, 10);
         assert!(d.default_behavior.error_ttls.is_empty());
         assert_eq!(d.default_behavior.range_fill_max, 64 << 20);

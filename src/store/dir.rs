@@ -6,8 +6,10 @@
 //!   FORMAT            "cairn-cache", format version, salt (text, written once)
 //!   lock              flock'd by the owning process, holds its pid
 //!   segments/         <16 hex digit id>.seg, one file per segment
-//!   index/            the sled database (derived; rebuilt from segments when needed)
-//!   index.broken-*/   a sled database that could not be used, kept for inspection
+//!   index/            the index: sled's files and the object directory's tables
+//!                     (derived; rebuilt from the segments when needed)
+//!   index.broken-*/   an index that could not be used, kept for inspection
+//!   invalidations.jsonl  the admin API's invalidation journal (not the store's)
 //! ```
 
 use std::collections::HashSet;

@@ -19,10 +19,12 @@ pub fn file_name(id: u64) -> String {
     format!("{id:016x}.seg")
 }
 
-/// Parses a segment file name back into its id.
+/// Parses a segment file name back into its id: exactly the names [`file_name`] makes (16
+/// lower-case hex digits), so that a stray `...ABC.seg` or `+...seg` is ignored rather than
+/// opened under a name that does not exist.
 pub fn parse_file_name(name: &str) -> Option<u64> {
     let hex = name.strip_suffix(".seg")?;
-    if hex.len() != 16 {
+    if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
@@ -287,6 +289,18 @@ fn page_size() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_names_the_store_writes_are_segments() {
+        for stray in [
+            "00000000000000FF.seg",
+            "+00000000000000f.seg",
+            "-00000000000000f.seg",
+            "0000000000000 ff.seg",
+        ] {
+            assert_eq!(parse_file_name(stray), None, "{stray}");
+        }
+    }
 
     #[test]
     fn file_names_round_trip() {

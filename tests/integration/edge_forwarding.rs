@@ -5,7 +5,6 @@
 //! cache; Authorization forwarded but not keyed follows RFC 9111 §3.5; the managed policy
 //! names expand as documented; quick mode keys and forwards like a reverse-proxy cache.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,31 +29,8 @@ fn start_edge(behaviour: &str, url: &str) -> (Edge, tempfile::TempDir) {
     (Edge::with_config(&cfg, dir.path()), dir)
 }
 
-/// An origin answering 200 "<target> #<n>" with `headers(seen)`.
-async fn numbered(
-    headers: impl Fn(&Seen) -> Vec<(&'static str, String)> + Send + Sync + 'static,
-) -> Origin {
-    let n = AtomicUsize::new(0);
-    Origin::start(move |seen| {
-        let i = n.fetch_add(1, Ordering::SeqCst) + 1;
-        let h = headers(seen);
-        let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        ok(format!("{} #{i}", seen.target).as_bytes(), &h)
-    })
-    .await
-}
-
 fn cacheable(_: &Seen) -> Vec<(&'static str, String)> {
     vec![("cache-control", "max-age=600".to_string())]
-}
-
-fn last(origin: &Origin, prefix: &str) -> Seen {
-    origin
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|s| s.target.starts_with(prefix))
-        .unwrap_or_else(|| panic!("the origin received no request for {prefix}"))
 }
 
 async fn expect(edge: &Edge, target: &str, headers: &[(&str, &str)], x_cache: &str, body: &str) {
@@ -80,7 +56,7 @@ async fn raw(edge: &Edge, head: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_but_unkeyed_headers_reach_the_origin_and_share_one_object() {
-    let origin = numbered(cacheable).await;
+    let origin = numbered_origin(cacheable).await;
     let (edge, _dir) = start_edge(
         "cache_key = { headers = [\"x-keyed\"] }\n\
          origin_request = { headers = { allow = [\"x-trace\", \"Accept-Language\"] } }",
@@ -98,7 +74,7 @@ async fn forwarded_but_unkeyed_headers_reach_the_origin_and_share_one_object() {
         "/a #1",
     )
     .await;
-    let seen = last(&origin, "/a");
+    let seen = last_seen(&origin, "/a");
     assert_eq!(seen.header("x-trace"), Some("one"));
     assert_eq!(seen.header("accept-language"), Some("fr"));
     assert_eq!(seen.header("x-other"), None, "not in either policy");
@@ -138,7 +114,7 @@ async fn vary_on_a_forwarded_unkeyed_header_stores_a_variant_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hop_by_hop_and_connection_named_headers_never_reach_the_origin() {
-    let origin = numbered(cacheable).await;
+    let origin = numbered_origin(cacheable).await;
     for policy in ["\"all\"", "\"all_viewer\"", "{ all_except = [\"x-none\"] }"] {
         let (edge, _dir) = start_edge(
             &format!("origin_request = {{ headers = {policy} }}"),
@@ -156,7 +132,7 @@ async fn hop_by_hop_and_connection_named_headers_never_reach_the_origin() {
         )
         .await;
         assert!(resp.starts_with("HTTP/1.1 200"), "{policy}: {resp}");
-        let seen = last(&origin, &target);
+        let seen = last_seen(&origin, &target);
         assert_eq!(seen.header("x-kept"), Some("yes"), "{policy}: {seen:?}");
         for never in [
             "x-secret",
@@ -185,7 +161,7 @@ async fn hop_by_hop_and_connection_named_headers_never_reach_the_origin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_unkeyed_cookies_keep_set_cookie_responses_out_of_the_cache() {
-    let origin = numbered(|seen| {
+    let origin = numbered_origin(|seen| {
         let mut h = cacheable(seen);
         if seen.target.starts_with("/login") {
             h.push(("set-cookie", "session=abc".to_string()));
@@ -206,7 +182,7 @@ async fn forwarded_unkeyed_cookies_keep_set_cookie_responses_out_of_the_cache() 
         assert_eq!((r.status.as_u16(), r.x_cache()), (200, MISS), "{ttl}");
         assert_eq!(r.header("set-cookie"), Some("session=abc"));
         assert_eq!(
-            last(&origin, "/login").header("cookie"),
+            last_seen(&origin, "/login").header("cookie"),
             Some("who=me; theme=dark"),
             "{ttl}: the cookies were forwarded"
         );
@@ -227,7 +203,7 @@ async fn forwarded_unkeyed_cookies_keep_set_cookie_responses_out_of_the_cache() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_forwarded_but_unkeyed_follows_rfc_9111_section_3_5() {
-    let origin = numbered(|seen| {
+    let origin = numbered_origin(|seen| {
         let cc = if seen.target.starts_with("/public") {
             "public, max-age=600"
         } else {
@@ -243,7 +219,7 @@ async fn authorization_forwarded_but_unkeyed_follows_rfc_9111_section_3_5() {
     let auth = [("authorization", "Bearer secret")];
     expect(&edge, "/private", &auth, MISS, "/private #1").await;
     assert_eq!(
-        last(&origin, "/private").header("authorization"),
+        last_seen(&origin, "/private").header("authorization"),
         Some("Bearer secret")
     );
     // Not stored (no public, s-maxage or must-revalidate), so nobody gets it from cache.
@@ -257,7 +233,7 @@ async fn authorization_forwarded_but_unkeyed_follows_rfc_9111_section_3_5() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_policies_expand_as_documented() {
-    let origin = numbered(cacheable).await;
+    let origin = numbered_origin(cacheable).await;
     let (edge, _dir) = start_edge(
         "cache_key = { managed = \"CachingOptimized\" }\n\
          origin_request = { managed = \"UserAgentRefererHeaders\" }",
@@ -270,7 +246,7 @@ async fn managed_policies_expand_as_documented() {
         ("accept-encoding", "gzip, br"),
     ];
     expect(&edge, "/m?a=1", &h, MISS, "/m?a=1 #1").await;
-    let seen = last(&origin, "/m");
+    let seen = last_seen(&origin, "/m");
     assert_eq!(seen.header("user-agent"), Some("browser/1"));
     assert_eq!(seen.header("referer"), Some("http://r.example/"));
     assert_eq!(seen.header("x-other"), None);
@@ -296,7 +272,7 @@ async fn managed_policies_expand_as_documented() {
         &origin.url(),
     );
     expect(&edge, "/all?x=1", &[("x-any", "1")], MISS, "/all?x=1 #3").await;
-    let seen = last(&origin, "/all");
+    let seen = last_seen(&origin, "/all");
     assert_eq!(seen.header("x-any"), Some("1"));
     assert_eq!(
         seen.header("host"),
@@ -308,7 +284,7 @@ async fn managed_policies_expand_as_documented() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_mode_keys_and_forwards_like_a_reverse_proxy_cache() {
-    let origin = numbered(cacheable).await;
+    let origin = numbered_origin(cacheable).await;
     let dir = tempfile::tempdir().unwrap();
     let edge = Edge::quick(&origin.url(), dir.path(), &[]);
     let h = [
@@ -325,7 +301,7 @@ async fn quick_mode_keys_and_forwards_like_a_reverse_proxy_cache() {
     ];
     let r = get_with(edge.addr, HOST, "/search?q=a", &h).await;
     assert_eq!(r.text(), "/search?q=a #1");
-    let seen = last(&origin, "/search?q=a");
+    let seen = last_seen(&origin, "/search?q=a");
     for (name, value) in &h {
         assert_eq!(seen.header(name), Some(*value), "{name} was not forwarded");
     }
@@ -338,6 +314,17 @@ async fn quick_mode_keys_and_forwards_like_a_reverse_proxy_cache() {
     assert_eq!((r.x_cache(), r.text().as_str()), (MISS, "/search?q=b #2"));
     let r = get(edge.addr, HOST, "/search?q=b").await;
     assert_eq!((r.x_cache(), r.text().as_str()), (HIT, "/search?q=b #2"));
+    // Every method CloudFront can pass reaches the application, with its body.
+    for method in ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+        let r = request(edge.addr, method, HOST, "/form?x=1", &h, b"a=1").await;
+        assert_eq!(r.status, 200, "{method}");
+        let seen = last_seen(&origin, "/form");
+        assert_eq!(
+            (seen.method.as_str(), seen.body.as_slice()),
+            (method, &b"a=1"[..])
+        );
+        assert_eq!(seen.header("x-app-own"), Some("mine"), "{method}");
+    }
 
     // The flags narrow it.
     let dir = tempfile::tempdir().unwrap();
@@ -354,7 +341,7 @@ async fn quick_mode_keys_and_forwards_like_a_reverse_proxy_cache() {
     );
     let r = get_with(edge.addr, HOST, "/n?q=1&utm=x", &h).await;
     assert_eq!(r.x_cache(), MISS);
-    let seen = last(&origin, "/n");
+    let seen = last_seen(&origin, "/n");
     assert_eq!(seen.target, "/n?q=1");
     assert_eq!(seen.header("x-app-own"), Some("mine"));
     assert_eq!(seen.header("authorization"), None);
@@ -369,7 +356,7 @@ async fn quick_mode_keys_and_forwards_like_a_reverse_proxy_cache() {
     );
     // Without Authorization, so that the response may be stored (RFC 9111 §3.5).
     get_with(edge.addr, HOST, "/z?q=1", &h[1..]).await;
-    let seen = last(&origin, "/z");
+    let seen = last_seen(&origin, "/z");
     assert_eq!(seen.target, "/z");
     assert_eq!(seen.header("x-app-own"), None);
     let r = get(edge.addr, HOST, "/z?q=2").await;

@@ -807,6 +807,16 @@ pub fn start_two_mode_edge(
     (Edge::with_config(&cfg, dir.path()), dir)
 }
 
+/// The last request the origin received whose target starts with `prefix`.
+pub fn last_seen(origin: &Origin, prefix: &str) -> Seen {
+    origin
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|s| s.target.starts_with(prefix))
+        .unwrap_or_else(|| panic!("the origin received no request for {prefix}"))
+}
+
 /// The requests `origin` received for exactly `target`.
 pub fn seen_for(origin: &Origin, target: &str) -> Vec<Seen> {
     origin

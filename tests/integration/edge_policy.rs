@@ -48,16 +48,6 @@ fn cacheable(_: &Seen) -> Vec<(&'static str, String)> {
     vec![("cache-control", "max-age=600".to_string())]
 }
 
-/// The last request the origin received whose target starts with `prefix`.
-fn last_seen(origin: &Origin, prefix: &str) -> Seen {
-    origin
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|s| s.target.starts_with(prefix))
-        .unwrap_or_else(|| panic!("the origin received no request for {prefix}"))
-}
-
 fn http_date(t: SystemTime) -> String {
     httpdate::fmt_http_date(t)
 }

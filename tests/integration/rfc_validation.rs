@@ -29,16 +29,6 @@ fn one_origin(url: &str) -> String {
     format!("[[distribution.origin]]\nid = \"o\"\nurl = \"{url}\"\n")
 }
 
-/// The last request the origin received whose target starts with `prefix`.
-fn last_seen(origin: &Origin, prefix: &str) -> Seen {
-    origin
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|s| s.target.starts_with(prefix))
-        .unwrap_or_else(|| panic!("the origin received no request for {prefix}"))
-}
-
 fn http_date(t: SystemTime) -> String {
     httpdate::fmt_http_date(t)
 }
