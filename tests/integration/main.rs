@@ -21,6 +21,7 @@ mod inspect_live;
 mod inspect_verify;
 mod mixed_load;
 mod rfc_freshness;
+mod rfc_harness;
 mod rfc_invalidation;
 mod rfc_ranges;
 mod rfc_reuse;
