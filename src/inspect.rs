@@ -214,16 +214,16 @@ fn ls_human(report: &[ObjectReport]) {
 /// The store key `target` names.
 fn resolve(target: &Target) -> anyhow::Result<Vec<u8>> {
     if let Some(h) = &target.key_hex {
-        return unhex(h);
+        return Ok(unhex(h)?);
     }
     let Some(url) = &target.url else {
         anyhow::bail!("give a URL (with --config FILE or --distribution ID) or --key-hex HEX");
     };
     if let Some(file) = &target.config {
-        return config_key(&load_config(file)?, url, &target.header);
+        return Ok(config_key(&load_config(file)?, url, &target.header)?);
     }
     if let Some(d) = &target.distribution {
-        return distribution_key(d, url);
+        return Ok(distribution_key(d, url)?);
     }
     anyhow::bail!("{url}: say how to form its key: --config FILE or --distribution ID")
 }

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +14,7 @@ use crate::config::{Behavior, Config, Distribution, HeaderPolicy, ListPolicy};
 use crate::edge::meta::{Meta, StoredResponse};
 use crate::edge::router::Router;
 use crate::httpcache::{self, Mode, RequestFacts, Reuse};
-use crate::store::{ObjectInfo, Store};
+use crate::store::{ObjectInfo, Store, StoreError};
 
 // ---------------------------------------------------------------------------------------
 // Keys
@@ -85,18 +84,43 @@ pub fn escape_bytes(b: &[u8]) -> String {
         .collect()
 }
 
+/// Why a report could not be made: an input that names nothing (a bad URL, header, key
+/// or path: the admin API's 400), or the store failed (500).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("--key-hex wants an even number of hex digits (as `ls --json` prints)")]
+    BadHex,
+    #[error("--header {item:?}: {why}")]
+    BadHeader { item: String, why: &'static str },
+    #[error("bad URL {url}: {why}")]
+    BadUrl { url: String, why: String },
+    #[error("{url}: {why}")]
+    NoKey { url: String, why: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ReportError {
+    /// The input was at fault (not the store).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, ReportError::Store(_))
+    }
+}
+
+type Result<T> = std::result::Result<T, ReportError>;
+
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-pub fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
+pub fn unhex(s: &str) -> Result<Vec<u8>> {
     let s = s.trim();
     if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        anyhow::bail!("--key-hex wants an even number of hex digits (as `ls --json` prints)");
+        return Err(ReportError::BadHex);
     }
     (0..s.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(Into::into))
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| ReportError::BadHex))
         .collect()
 }
 
@@ -227,7 +251,7 @@ pub fn dur(secs: i64) -> String {
 pub struct Described {
     pub info: ObjectInfo,
     pub view: KeyView,
-    pub meta: Result<Meta, String>,
+    pub meta: std::result::Result<Meta, String>,
     pub age_s: i64,
     pub remaining_s: i64,
 }
@@ -325,35 +349,44 @@ pub struct Routed<'a> {
     pub why_none: Option<String>,
 }
 
-pub fn parse_headers(list: &[String]) -> anyhow::Result<HeaderMap> {
+pub fn parse_headers(list: &[String]) -> Result<HeaderMap> {
     let mut h = HeaderMap::new();
     for item in list {
-        let (n, v) = item
-            .split_once(':')
-            .with_context(|| format!("--header {item:?}: want NAME:VALUE"))?;
+        let bad = |why| ReportError::BadHeader {
+            item: item.clone(),
+            why,
+        };
+        let (n, v) = item.split_once(':').ok_or(bad("want NAME:VALUE"))?;
         h.append(
-            HeaderName::from_bytes(n.trim().as_bytes())
-                .with_context(|| format!("bad header name {n:?}"))?,
-            HeaderValue::from_str(v.trim()).with_context(|| format!("bad header value {v:?}"))?,
+            HeaderName::from_bytes(n.trim().as_bytes()).map_err(|_| bad("bad header name"))?,
+            HeaderValue::from_str(v.trim()).map_err(|_| bad("bad header value"))?,
         );
     }
     Ok(h)
 }
 
-pub fn parse_url(url: &str) -> anyhow::Result<(Uri, String)> {
-    let uri: Uri = url.parse().with_context(|| format!("bad URL {url}"))?;
+pub fn parse_url(url: &str) -> Result<(Uri, String)> {
+    let bad = |why: String| ReportError::BadUrl {
+        url: url.to_string(),
+        why,
+    };
+    let uri: Uri = url.parse().map_err(|e| bad(format!("{e}")))?;
     let host = uri
         .authority()
         .map(|a| a.as_str().to_string())
-        .with_context(|| format!("{url}: want http://HOST/path"))?;
+        .ok_or_else(|| bad("want http://HOST/path".into()))?;
     Ok((uri, host))
 }
 
-pub fn route<'a>(cfg: &'a Config, url: &str, extra: &[String]) -> anyhow::Result<Routed<'a>> {
+pub fn route<'a>(cfg: &'a Config, url: &str, extra: &[String]) -> Result<Routed<'a>> {
     let (uri, host) = parse_url(url)?;
     let mut headers = parse_headers(extra)?;
     if !headers.contains_key(http::header::HOST) {
-        headers.insert(http::header::HOST, HeaderValue::from_str(&host)?);
+        let host = HeaderValue::from_str(&host).map_err(|e| ReportError::BadUrl {
+            url: url.to_string(),
+            why: e.to_string(),
+        })?;
+        headers.insert(http::header::HOST, host);
     }
     let mut r = Routed {
         host: host.clone(),
@@ -382,7 +415,10 @@ pub fn route<'a>(cfg: &'a Config, url: &str, extra: &[String]) -> anyhow::Result
     if !d.enabled {
         r.why_none = Some(format!("distribution {} is disabled (403)", d.id));
     }
-    let path = cache_key::normalize_path(uri.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = cache_key::normalize_path(uri.path()).map_err(|e| ReportError::BadUrl {
+        url: url.to_string(),
+        why: e.to_string(),
+    })?;
     // The same rule as the edge's (edge::runtime::DistRuntime::behavior_for).
     let root = d
         .default_root_object
@@ -433,7 +469,7 @@ pub fn describe_headers(h: &HeaderPolicy) -> String {
 }
 
 /// The objects stored under `primary` (variants, parts), bounded.
-pub fn children(store: &Store, primary: &[u8]) -> anyhow::Result<Vec<ObjectInfo>> {
+pub fn children(store: &Store, primary: &[u8]) -> Result<Vec<ObjectInfo>> {
     let mut p = primary.to_vec();
     p.push(0);
     Ok(store.list(&p, 256)?)
@@ -521,7 +557,7 @@ pub fn ls_rows(
     distribution: Option<&str>,
     prefix: Option<&str>,
     limit: usize,
-) -> anyhow::Result<(Vec<Described>, bool)> {
+) -> Result<(Vec<Described>, bool)> {
     let key_prefix = ls_key_prefix(distribution, prefix);
     let now = SystemTime::now();
     let limit = if limit == 0 { usize::MAX } else { limit };
@@ -566,7 +602,7 @@ pub struct SegmentReport {
 }
 
 /// `segments`: each segment with its records and live bytes.
-pub fn segments_report(store: &Store) -> anyhow::Result<Vec<SegmentReport>> {
+pub fn segments_report(store: &Store) -> Result<Vec<SegmentReport>> {
     let usage: BTreeMap<u64, crate::store::SegmentUsage> = store
         .segment_usage()?
         .into_iter()
@@ -630,7 +666,7 @@ pub struct Stamped {
 }
 
 /// `summary`: `capacity` is the configured one when known.
-pub fn summary_report(store: &Store, capacity: Option<u64>) -> anyhow::Result<SummaryReport> {
+pub fn summary_report(store: &Store, capacity: Option<u64>) -> Result<SummaryReport> {
     let s = store.stats();
     let now = SystemTime::now();
     let mut segments_by_state: BTreeMap<String, u64> = BTreeMap::new();
@@ -700,12 +736,16 @@ pub fn summary_report(store: &Store, capacity: Option<u64>) -> anyhow::Result<Su
 }
 
 /// The key of `url`'s path in distribution `distribution` (no query, headers or cookies).
-pub fn distribution_key(distribution: &str, url: &str) -> anyhow::Result<Vec<u8>> {
-    let (uri, _) = match parse_url(url) {
-        Ok(x) => x,
-        Err(_) => (url.parse::<Uri>()?, String::new()),
+pub fn distribution_key(distribution: &str, url: &str) -> Result<Vec<u8>> {
+    let bad = |why: String| ReportError::BadUrl {
+        url: url.to_string(),
+        why,
     };
-    let path = cache_key::normalize_path(uri.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let uri = match parse_url(url) {
+        Ok((uri, _)) => uri,
+        Err(_) => url.parse::<Uri>().map_err(|e| bad(e.to_string()))?,
+    };
+    let path = cache_key::normalize_path(uri.path()).map_err(|e| bad(e.to_string()))?;
     Ok(KeyParts {
         distribution: distribution.to_string(),
         path,
@@ -717,15 +757,12 @@ pub fn distribution_key(distribution: &str, url: &str) -> anyhow::Result<Vec<u8>
 }
 
 /// The key `url` has under `cfg` (routing it as the edge would).
-pub fn config_key(cfg: &Config, url: &str, header: &[String]) -> anyhow::Result<Vec<u8>> {
+pub fn config_key(cfg: &Config, url: &str, header: &[String]) -> Result<Vec<u8>> {
     let r = route(cfg, url, header)?;
-    match r.key {
-        Some(k) => Ok(k),
-        None => anyhow::bail!(
-            "{url}: {}",
-            r.why_none.unwrap_or_else(|| "no cache key".into())
-        ),
-    }
+    r.key.ok_or_else(|| ReportError::NoKey {
+        url: url.to_string(),
+        why: r.why_none.unwrap_or_else(|| "no cache key".into()),
+    })
 }
 
 /// Where a record is.
@@ -793,7 +830,7 @@ pub struct ShowReport {
 fn shown(
     store: &Store,
     key: &[u8],
-) -> anyhow::Result<Option<(Described, Option<crate::store::BlobInfo>, Vec<ObjectInfo>)>> {
+) -> Result<Option<(Described, Option<crate::store::BlobInfo>, Vec<ObjectInfo>)>> {
     let Some(info) = store.info(key)? else {
         return Ok(None);
     };
@@ -807,7 +844,7 @@ fn shown(
 }
 
 /// `show`; `None` when no object is at `key`.
-pub fn show_report(store: &Store, key: &[u8]) -> anyhow::Result<Option<ShowReport>> {
+pub fn show_report(store: &Store, key: &[u8]) -> Result<Option<ShowReport>> {
     let Some((d, blob, kids)) = shown(store, key)? else {
         return Ok(None);
     };
@@ -943,7 +980,7 @@ pub fn explain_report(
     cfg: &Config,
     url: &str,
     header: &[String],
-) -> anyhow::Result<(ExplainReport, Lines)> {
+) -> Result<(ExplainReport, Lines)> {
     let r = route(cfg, url, header)?;
     let mut lines = Lines::default();
     lines.push("url", url);
@@ -1029,7 +1066,7 @@ fn explain_key(
     mode: Mode,
     report: &mut ExplainReport,
     lines: &mut Lines,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let view = view_key(key);
     report.cache_key = Some(view.report(key));
     lines.push("cache key", view.render());
@@ -1131,7 +1168,7 @@ fn explain_stored(
 
 /// `show` for people: `label  value` rows (offline, and live through the admin API's
 /// `format=lines`, so both print the same).
-pub fn show_lines(store: &Store, key: &[u8]) -> anyhow::Result<Option<Lines>> {
+pub fn show_lines(store: &Store, key: &[u8]) -> Result<Option<Lines>> {
     let Some((d, blob, kids)) = shown(store, key)? else {
         return Ok(None);
     };

@@ -292,7 +292,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        cairn::serve::run(source, stop_rx).await
+        anyhow::Ok(cairn::serve::run(source, stop_rx).await?)
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,19 +2,21 @@
 //! reloads on SIGHUP (configuration and access log files) and drains on SIGTERM/SIGINT
 //! before closing the store cleanly.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::signal::unix::{Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::access_log::AccessLogs;
 use crate::admin;
-use crate::config::Config;
+use crate::config::{Config, ConfigErrors};
 use crate::control::{reload, Source};
-use crate::edge::{self, Edge, Runtime};
-use crate::store::{Store, StoreConfig};
+use crate::edge::{self, Edge, Runtime, RuntimeError};
+use crate::store::{Store, StoreConfig, StoreError};
 
 /// The store configuration a cache section asks for.
 pub fn store_config(c: &Config) -> StoreConfig {
@@ -26,56 +28,61 @@ pub fn store_config(c: &Config) -> StoreConfig {
     s
 }
 
+/// Why the edge could not start (or stop cleanly).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("opening the cache in {}: {source}", .dir.display())]
+    Store { dir: PathBuf, source: StoreError },
+    #[error("binding the {what} listener {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reading the invalidation journal in {}: {source}", .dir.display())]
+    Journal {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Runtime(#[from] RuntimeError),
+    #[error("installing the {signal} handler: {source}")]
+    Signal {
+        signal: &'static str,
+        source: std::io::Error,
+    },
+    #[error("closing the cache: {0}")]
+    Close(StoreError),
+    #[error("a blocking task of the edge failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Runs an edge until SIGTERM/SIGINT (or until `stop` fires, for embedding).
-pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let config = source.load().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let scfg = store_config(&config);
-    let dir = config.cache.dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(scfg))
-        .await?
-        .with_context(|| format!("opening the cache in {}", dir.display()))?;
-    let report = store.open_report();
-    tracing::info!(dir = %config.cache.dir.display(), objects = store.stats().objects, report = ?report, "cache open");
-
-    let listener = TcpListener::bind(config.edge.listen)
-        .await
-        .with_context(|| format!("binding the viewer listener {}", config.edge.listen))?;
-    let admin_listener = TcpListener::bind(config.edge.admin_listen)
-        .await
-        .with_context(|| format!("binding the admin listener {}", config.edge.admin_listen))?;
-    let listen = listener.local_addr()?;
-    let admin_addr = admin_listener.local_addr()?;
-
-    // Invalidations the previous run acknowledged but did not finish are done before the
-    // edge serves anything.
-    let idir = config.cache.dir.clone();
-    let istore = store.clone();
-    let invalidations = tokio::task::spawn_blocking(move || {
-        let inv = Arc::new(admin::Invalidations::open(&idir)?);
-        let n = inv.replay(&istore);
-        if n > 0 {
-            tracing::info!(replayed = n, "unfinished invalidations done");
-        }
-        Ok::<_, std::io::Error>(inv)
-    })
-    .await?
-    .with_context(|| {
-        format!(
-            "reading the invalidation journal in {}",
-            config.cache.dir.display()
-        )
-    })?;
-
+pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> Result<(), ServeError> {
+    let config = source.load()?;
+    let store = open_store(&config).await?;
+    let bind = |what: &'static str, addr: SocketAddr| async move {
+        let l = TcpListener::bind(addr).await;
+        l.and_then(|l| Ok((l.local_addr()?, l)))
+            .map_err(|source| ServeError::Bind { what, addr, source })
+    };
+    let (listen, listener) = bind("viewer", config.edge.listen).await?;
+    let (admin_addr, admin_listener) = bind("admin", config.edge.admin_listen).await?;
+    let invalidations = replay_invalidations(&config, &store).await?;
     let logs = AccessLogs::new();
     let runtime = Runtime::build(config, 1, &logs)?;
-    let edge = Edge::new(store.clone(), runtime, logs);
+    let edge = Edge::new(store, runtime, logs);
 
     // Before the ready line: once it is out, a script may signal at once, and without
     // handlers SIGHUP's and SIGTERM's default action would kill the process.
-    let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let handler = |signal, kind| {
+        tokio::signal::unix::signal(kind).map_err(|source| ServeError::Signal { signal, source })
+    };
+    let hup = handler("SIGHUP", SignalKind::hangup())?;
+    let term = handler("SIGTERM", SignalKind::terminate())?;
+    let int = handler("SIGINT", SignalKind::interrupt())?;
 
     // One line on stdout that scripts and tests wait for.
     println!("cairn: serving on http://{listen} (admin on http://{admin_addr})");
@@ -110,14 +117,52 @@ pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> anyhow::Res
     // The viewer side has drained: stop the admin side and the signal task too.
     signals.abort();
     let _ = admin.await.ok();
+    drain_and_close(edge, drain_started.get().copied()).await
+}
 
-    // Let fills that viewers left behind finish into the store, within the drain time.
+/// The store the configuration names, opened on the blocking pool.
+async fn open_store(config: &Config) -> Result<Store, ServeError> {
+    let scfg = store_config(config);
+    let dir = config.cache.dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(scfg))
+        .await?
+        .map_err(|source| ServeError::Store { dir, source })?;
+    let report = store.open_report();
+    tracing::info!(dir = %config.cache.dir.display(), objects = store.stats().objects, report = ?report, "cache open");
+    Ok(store)
+}
+
+/// Invalidations the previous run acknowledged but did not finish are done before the
+/// edge serves anything.
+async fn replay_invalidations(
+    config: &Config,
+    store: &Store,
+) -> Result<Arc<admin::Invalidations>, ServeError> {
+    let dir = config.cache.dir.clone();
+    let store = store.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let inv = Arc::new(admin::Invalidations::open(&dir)?);
+        let n = inv.replay(&store);
+        if n > 0 {
+            tracing::info!(replayed = n, "unfinished invalidations done");
+        }
+        Ok::<_, std::io::Error>(inv)
+    })
+    .await?;
+    opened.map_err(|source| ServeError::Journal {
+        dir: config.cache.dir.clone(),
+        source,
+    })
+}
+
+/// Lets fills that viewers left behind finish into the store, within the drain time that
+/// began at `drain_started`, then flushes the logs and closes the store.
+async fn drain_and_close(
+    edge: Arc<Edge>,
+    drain_started: Option<tokio::time::Instant>,
+) -> Result<(), ServeError> {
     let drain = edge.runtime().config.edge.drain_timeout;
-    let deadline = drain_started
-        .get()
-        .copied()
-        .unwrap_or_else(tokio::time::Instant::now)
-        + drain;
+    let deadline = drain_started.unwrap_or_else(tokio::time::Instant::now) + drain;
     while edge.fills_in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -126,7 +171,7 @@ pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> anyhow::Res
     drop(edge);
     tokio::task::spawn_blocking(move || store.close())
         .await?
-        .context("closing the cache")?;
+        .map_err(ServeError::Close)?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -66,12 +66,14 @@ fn to_json<T: serde::Serialize>(report: T) -> Answer {
     serde_json::to_value(report).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-fn bad(e: anyhow::Error) -> (StatusCode, String) {
-    (StatusCode::BAD_REQUEST, format!("{e:#}"))
-}
-
-fn internal(e: anyhow::Error) -> (StatusCode, String) {
-    (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+/// 400 for an input that names nothing, 500 when the store failed.
+fn failed(e: ij::ReportError) -> (StatusCode, String) {
+    let status = if e.is_bad_input() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    (status, e.to_string())
 }
 
 fn answer(admin: &Admin, what: &str, p: &[(String, String)]) -> Answer {
@@ -84,9 +86,9 @@ fn answer(admin: &Admin, what: &str, p: &[(String, String)]) -> Answer {
     match what {
         "summary" => {
             let capacity = admin.edge.runtime().config.cache.capacity;
-            to_json(ij::summary_report(store, Some(capacity)).map_err(internal)?)
+            to_json(ij::summary_report(store, Some(capacity)).map_err(failed)?)
         }
-        "segments" => to_json(ij::segments_report(store).map_err(internal)?),
+        "segments" => to_json(ij::segments_report(store).map_err(failed)?),
         "ls" => {
             let limit = match one(p, "limit") {
                 Some(l) => l
@@ -95,16 +97,16 @@ fn answer(admin: &Admin, what: &str, p: &[(String, String)]) -> Answer {
                 None => 1000,
             };
             let (rows, _more) = ij::ls_rows(store, one(p, "distribution"), one(p, "prefix"), limit)
-                .map_err(internal)?;
+                .map_err(failed)?;
             to_json(ij::ls_report(&rows))
         }
         "show" => {
             let key = match (one(p, "key_hex"), one(p, "url"), one(p, "distribution")) {
-                (Some(h), _, _) => ij::unhex(h).map_err(bad)?,
-                (None, Some(url), Some(d)) => ij::distribution_key(d, url).map_err(bad)?,
+                (Some(h), _, _) => ij::unhex(h).map_err(failed)?,
+                (None, Some(url), Some(d)) => ij::distribution_key(d, url).map_err(failed)?,
                 (None, Some(url), None) => {
                     let rt = admin.edge.runtime();
-                    ij::config_key(&rt.config, url, &headers).map_err(bad)?
+                    ij::config_key(&rt.config, url, &headers).map_err(failed)?
                 }
                 (None, None, _) => {
                     return Err((
@@ -114,9 +116,9 @@ fn answer(admin: &Admin, what: &str, p: &[(String, String)]) -> Answer {
                 }
             };
             let found = if one(p, "format") == Some("lines") {
-                ij::show_lines(store, &key).map_err(internal)?.map(to_json)
+                ij::show_lines(store, &key).map_err(failed)?.map(to_json)
             } else {
-                ij::show_report(store, &key).map_err(internal)?.map(to_json)
+                ij::show_report(store, &key).map_err(failed)?.map(to_json)
             };
             match found {
                 Some(v) => v,
@@ -130,7 +132,7 @@ fn answer(admin: &Admin, what: &str, p: &[(String, String)]) -> Answer {
             let rt = admin.edge.runtime();
             let lines = one(p, "format") == Some("lines");
             let (report, rows) =
-                ij::explain_report(store, &rt.config, url, &headers).map_err(bad)?;
+                ij::explain_report(store, &rt.config, url, &headers).map_err(failed)?;
             if lines {
                 to_json(rows)
             } else {
