@@ -726,8 +726,6 @@ fn verify_json(r: &VerifyReport) -> Value {
 }
 
 fn verify_human(r: &VerifyReport) {
-    let seg = |s: Option<u64>| s.map_or("-".to_string(), |s| format!("{s:016x}"));
-    let off = |o: Option<u64>| o.map_or("-".to_string(), |o| o.to_string());
     let rows: Vec<Vec<String>> = r
         .segments
         .iter()
@@ -756,6 +754,28 @@ fn verify_human(r: &VerifyReport) {
         &[false, true, true, true, true, true, false],
         &rows,
     );
+    corrupt_table(r);
+    dangling_table(r);
+    mismatch_table(r);
+    verify_totals(r);
+    println!();
+    if r.is_clean() {
+        println!("cache is sound");
+    } else if r.repair {
+        println!(
+            "repaired: removed {} objects, dropped {} blobs, fixed {} references; damaged \
+             records stay as dead space (run verify again to confirm)",
+            r.removed_objects, r.dropped_blobs, r.fixed_refs
+        );
+    } else {
+        println!(
+            "cache has damage: run `cache-inspect verify --repair` to remove what cannot be served"
+        );
+    }
+}
+
+/// The corrupt records found, if any.
+fn corrupt_table(r: &VerifyReport) {
     if !r.corrupt_records.is_empty() {
         println!();
         println!("corrupt records:");
@@ -786,6 +806,12 @@ fn verify_human(r: &VerifyReport) {
             &rows,
         );
     }
+}
+
+/// The index entries that name nothing usable, if any.
+fn dangling_table(r: &VerifyReport) {
+    let seg = |s: Option<u64>| s.map_or("-".to_string(), |s| format!("{s:016x}"));
+    let off = |o: Option<u64>| o.map_or("-".to_string(), |o| o.to_string());
     if !r.dangling.is_empty() {
         println!();
         println!("dangling entries:");
@@ -816,6 +842,10 @@ fn verify_human(r: &VerifyReport) {
             &rows,
         );
     }
+}
+
+/// The blobs whose reference counts disagree with their users, if any.
+fn mismatch_table(r: &VerifyReport) {
     if !r.ref_mismatches.is_empty() {
         println!();
         println!("reference mismatches:");
@@ -838,6 +868,10 @@ fn verify_human(r: &VerifyReport) {
             &rows,
         );
     }
+}
+
+/// The totals of a verification.
+fn verify_totals(r: &VerifyReport) {
     println!();
     let dead_corrupt = r.corrupt_records.len() - r.live_corrupt_records();
     let rows = [
@@ -885,20 +919,6 @@ fn verify_human(r: &VerifyReport) {
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
         println!("{k:<w$}  {v}");
-    }
-    println!();
-    if r.is_clean() {
-        println!("cache is sound");
-    } else if r.repair {
-        println!(
-            "repaired: removed {} objects, dropped {} blobs, fixed {} references; damaged \
-             records stay as dead space (run verify again to confirm)",
-            r.removed_objects, r.dropped_blobs, r.fixed_refs
-        );
-    } else {
-        println!(
-            "cache has damage: run `cache-inspect verify --repair` to remove what cannot be served"
-        );
     }
 }
 
