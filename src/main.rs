@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use cairn::config;
 use cairn::control::Source;
 
+mod admin_client;
+mod distributions_cli;
 mod inspect;
 
 #[derive(Parser)]
@@ -37,6 +39,18 @@ enum Command {
     },
     /// Invalidate paths or cache tags of a distribution through a running edge's admin API.
     Invalidate(InvalidateArgs),
+    /// Create, show, list, update, enable, disable or delete distributions through a
+    /// running edge's admin API.
+    Distributions {
+        /// The edge's admin API.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        /// The admin token (or the CAIRN_ADMIN_TOKEN environment variable).
+        #[arg(long)]
+        token: Option<String>,
+        #[command(subcommand)]
+        action: distributions_cli::Action,
+    },
     /// Look inside a cache directory (offline: the edge must not be running on it), or
     /// ask a running edge through its admin API (--admin).
     CacheInspect {
@@ -59,7 +73,7 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Configuration file (TOML; see cairn.example.toml).
-    #[arg(long, conflicts_with_all = ["origin", "listen", "admin_listen", "admin_token", "cache_dir", "capacity", "default_ttl", "min_ttl", "max_ttl", "query_strings", "forward_headers", "forward_host"])]
+    #[arg(long, conflicts_with_all = ["origin", "listen", "admin_listen", "admin_token", "cache_dir", "capacity", "default_ttl", "min_ttl", "max_ttl", "query_strings", "forward_headers", "forward_host", "state_dir"])]
     config: Option<PathBuf>,
     /// Quick mode: one distribution answering any Host, in front of this origin URL.
     #[arg(long)]
@@ -101,6 +115,10 @@ struct ServeArgs {
     /// is sent.
     #[arg(long)]
     forward_host: bool,
+    /// Where distributions created through the admin API are kept (quick mode). Default
+    /// cairn-state beside the cache directory.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -286,9 +304,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     query_strings: args.query_strings,
                     forward_headers: args.forward_headers,
                     forward_host: args.forward_host,
+                    state_dir: args.state_dir,
                 };
-                let c = config::quick(&opts).map_err(|e| anyhow::anyhow!("{e}"))?;
-                Source::Flags(Box::new(c))
+                // Checked here, so that a bad flag is refused before anything starts.
+                config::quick(&opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+                Source::Quick(Box::new(opts))
             }
         };
         let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -350,7 +370,7 @@ fn invalidate(args: InvalidateArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// One JSON request to the admin API (bounded to 60 s).
+/// One JSON request to the admin API (bounded to 60 s): its status and JSON answer.
 async fn admin_call(
     base: &str,
     method: &str,
@@ -358,41 +378,15 @@ async fn admin_call(
     token: Option<&str>,
     body: Option<serde_json::Value>,
 ) -> anyhow::Result<(http::StatusCode, serde_json::Value)> {
-    use http_body_util::BodyExt;
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-    let url = format!("{base}{path}");
-    let uri: http::Uri = url
-        .parse()
-        .with_context(|| format!("bad admin URL {url}"))?;
-    if uri.scheme_str() != Some("http") {
-        anyhow::bail!("the admin URL must be http://HOST:PORT (got {base})");
-    }
-    let client: Client<_, http_body_util::Full<bytes::Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(http::header::CONTENT_TYPE, "application/json");
-    if let Some(t) = token {
-        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
-    let call = async {
-        let resp = client.request(req).await?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, bytes))
+    let call = admin_client::Call {
+        method,
+        path,
+        token,
+        body,
+        if_match: None,
     };
-    let (status, bytes) = tokio::time::timeout(std::time::Duration::from_secs(60), call)
-        .await
-        .map_err(|_| anyhow::anyhow!("{url}: no answer within 60 s"))?
-        .with_context(|| format!("{method} {url}"))?;
-    let v = serde_json::from_slice(&bytes).unwrap_or_else(
-        |_| serde_json::json!({ "error": String::from_utf8_lossy(&bytes).trim().to_string() }),
-    );
-    Ok((status, v))
+    let answer = admin_client::send(base, call).await?;
+    Ok((answer.status, answer.json))
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
@@ -418,6 +412,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => Ok(check_config(&file)),
         Command::Invalidate(args) => invalidate(args),
+        Command::Distributions {
+            admin,
+            token,
+            action,
+        } => {
+            let env_token = std::env::var("CAIRN_ADMIN_TOKEN").ok();
+            distributions_cli::run(&admin, token.as_deref().or(env_token.as_deref()), action)
+        }
         Command::CacheInspect {
             cache_dir,
             admin: Some(admin),

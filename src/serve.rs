@@ -13,8 +13,8 @@ use tokio::sync::watch;
 
 use crate::access_log::AccessLogs;
 use crate::admin;
-use crate::config::{Config, ConfigErrors};
-use crate::control::{reload, Source};
+use crate::config::Config;
+use crate::control::{reload, Control, ControlError, Source};
 use crate::edge::{self, Edge, Runtime, RuntimeError};
 use crate::store::{Store, StoreConfig, StoreError};
 
@@ -32,7 +32,7 @@ pub fn store_config(c: &Config) -> StoreConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("{0}")]
-    Config(#[from] ConfigErrors),
+    Control(#[from] ControlError),
     #[error("opening the cache in {}: {source}", .dir.display())]
     Store { dir: PathBuf, source: StoreError },
     #[error("binding the {what} listener {addr}: {source}")]
@@ -61,7 +61,9 @@ pub enum ServeError {
 
 /// Runs an edge until SIGTERM/SIGINT (or until `stop` fires, for embedding).
 pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> Result<(), ServeError> {
-    let config = source.load()?;
+    let control = Arc::new(Control::open(source)?);
+    let composed = control.compose()?;
+    let config = composed.config;
     let store = open_store(&config).await?;
     let bind = |what: &'static str, addr: SocketAddr| async move {
         let l = TcpListener::bind(addr).await;
@@ -72,7 +74,7 @@ pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> Result<(), 
     let (admin_addr, admin_listener) = bind("admin", config.edge.admin_listen).await?;
     let invalidations = replay_invalidations(&config, &store).await?;
     let logs = AccessLogs::new();
-    let runtime = Runtime::build(config, 1, &logs)?;
+    let runtime = Runtime::build(config, 1, &logs)?.with_api_revisions(composed.api_revisions);
     let edge = Edge::new(store, runtime, logs);
 
     // Before the ready line: once it is out, a script may signal at once, and without
@@ -91,7 +93,7 @@ pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> Result<(), 
     let (down_tx, down_rx) = watch::channel(false);
     let signals = tokio::spawn(handle_signals(
         edge.clone(),
-        source.clone(),
+        control.clone(),
         down_tx,
         [hup, term, int],
     ));
@@ -109,7 +111,7 @@ pub async fn run(source: Source, mut stop: watch::Receiver<bool>) -> Result<(), 
     }));
     let admin_state = Arc::new(admin::Admin {
         edge: edge.clone(),
-        source,
+        control,
         invalidations,
     });
     let admin = tokio::spawn(admin::serve(admin_state, admin_listener, admin_down));
@@ -190,14 +192,16 @@ async fn wait_true_ref(rx: &mut watch::Receiver<bool>) {
 /// `hup`, `term`, `int`: the handlers, installed before the edge announced itself.
 async fn handle_signals(
     edge: Arc<Edge>,
-    source: Source,
+    control: Arc<Control>,
     down: watch::Sender<bool>,
     [mut hup, mut term, mut int]: [Signal; 3],
 ) {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let _ = reload(&edge, &source);
+                let (e, c) = (edge.clone(), control.clone());
+                // Building the runtime (TLS roots, log files) is blocking work.
+                let _ = tokio::task::spawn_blocking(move || reload(&e, &c)).await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

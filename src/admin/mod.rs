@@ -5,6 +5,7 @@
 //! admin_token` set, every request needs `Authorization: Bearer TOKEN` ([`auth`]).
 
 pub mod auth;
+pub mod distributions;
 pub mod inspect;
 pub mod invalidations;
 
@@ -19,7 +20,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::body::{self, BoxBody};
-use crate::control::{self, Source};
+use crate::control::{self, Control};
 use crate::edge::server::{accept_loop, ConnLimits, ListenerSettings};
 use crate::edge::Edge;
 
@@ -28,8 +29,8 @@ pub use invalidations::Invalidations;
 /// What the admin handlers work on.
 pub struct Admin {
     pub edge: Arc<Edge>,
-    /// Where `POST /reload` reads the configuration from.
-    pub source: Source,
+    /// Where `POST /reload` reads the configuration from, and the API's distributions live.
+    pub control: Arc<Control>,
     pub invalidations: Arc<Invalidations>,
 }
 
@@ -66,6 +67,19 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<BoxBody>
         return refused;
     }
     let path = req.uri().path().to_string();
+    if path == "/distributions" || path.starts_with("/distributions/") {
+        if let Some(resp) = distributions::handle(admin, req, &path).await {
+            return resp;
+        }
+        return json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "no such distribution endpoint", "endpoints": [
+                "GET /distributions", "POST /distributions", "GET /distributions/{id}",
+                "PUT /distributions/{id}", "DELETE /distributions/{id}",
+                "GET /distributions/{id}/status",
+            ]}),
+        );
+    }
     match (req.method(), path.as_str()) {
         (&Method::GET, "/status") => json(StatusCode::OK, status(edge)),
         (&Method::GET, "/metrics") => metrics::metrics(edge),
@@ -82,6 +96,7 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<BoxBody>
             serde_json::json!({"error": "no such admin endpoint", "endpoints": [
                 "GET /status", "GET /metrics", "POST /reload", "POST /invalidations",
                 "GET /invalidations/{id}", "GET /inspect/summary", "GET /inspect/segments",
+                "GET /distributions", "POST /distributions",
                 "GET /inspect/ls", "GET /inspect/show", "GET /inspect/explain",
             ]}),
         ),
@@ -91,7 +106,7 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<BoxBody>
 /// `POST /reload`: what SIGHUP does, with the outcome in the answer.
 async fn reload(admin: &Arc<Admin>) -> Response<BoxBody> {
     let a = admin.clone();
-    let done = tokio::task::spawn_blocking(move || control::reload(&a.edge, &a.source)).await;
+    let done = tokio::task::spawn_blocking(move || control::reload(&a.edge, &a.control)).await;
     match done {
         Ok(Ok(v)) => json(StatusCode::OK, serde_json::json!({ "config_version": v })),
         Ok(Err(e)) => json(

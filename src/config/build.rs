@@ -25,6 +25,8 @@ pub(crate) const DEFAULT_DOMAIN: &str = "cairn.localhost";
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub(crate) const DEFAULT_CACHE_DIR: &str = "cairn-cache";
+/// Beside the cache directory: the cache may be wiped, the state may not.
+pub(crate) const DEFAULT_STATE_DIR: &str = "cairn-state";
 pub(crate) const DEFAULT_CAPACITY: u64 = 10 * GIB;
 pub(crate) const DEFAULT_SEGMENT_SIZE: u64 = 256 * MIB;
 pub(crate) const DEFAULT_STALE_GRACE: u64 = 3600;
@@ -69,7 +71,11 @@ pub(crate) fn resolve(base: &Path, p: &Path) -> PathBuf {
 }
 
 pub(crate) fn join(path: &str, key: &str) -> String {
-    format!("{path}.{key}")
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// ", line N" when the position has a line.
@@ -118,9 +124,20 @@ pub(crate) fn build(raw: RawConfig, base_dir: &Path, p: &mut Problems) -> Config
         );
     }
     across(&edge, &built, p);
+    let control = ControlSettings {
+        state_dir: match &raw.control.state_dir {
+            Some(d) => resolve(base_dir, &d.value),
+            None => cache
+                .dir
+                .parent()
+                .unwrap_or(base_dir)
+                .join(DEFAULT_STATE_DIR),
+        },
+    };
     Config {
         edge,
         cache,
+        control,
         distributions: built.into_iter().map(|b| b.dist).collect(),
     }
 }
@@ -347,12 +364,17 @@ struct Built {
 
 impl Built {
     fn describe(&self) -> String {
-        let name = if self.has_id {
-            format!("distribution {:?} ({}", self.dist.id, self.path)
+        // A distribution given through the API has no path in a file.
+        let at = if self.path.is_empty() {
+            format!("from {}", self.id_pos.source)
         } else {
-            format!("distribution ({}", self.path)
+            format!("{}{}", self.path, line_note(&self.id_pos))
         };
-        format!("{name}{})", line_note(&self.id_pos))
+        if self.has_id {
+            format!("distribution {:?} ({at})", self.dist.id)
+        } else {
+            format!("distribution ({at})")
+        }
     }
 }
 
@@ -576,7 +598,7 @@ fn aliases(d: &RawDistribution, p: &mut Problems) -> (Vec<String>, Vec<(String, 
     let mut aliases = Vec::new();
     let mut alias_values = Vec::new();
     for (k, a) in d.aliases.iter().enumerate() {
-        let path = format!("{dp}.aliases[{k}]");
+        let path = format!("{}[{k}]", join(dp, "aliases"));
         match check::alias(&a.value) {
             Ok(lower) => {
                 alias_values.push(lower.clone());

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{Item, TableLike, Value};
 
+use super::api::ApiDistribution;
 use super::build::build;
 use super::check;
 use super::model::Config;
@@ -18,6 +19,12 @@ use super::size::parse_size;
 /// Reads and validates the configuration file at `path`. Relative paths inside it (cache
 /// directory, log files, CA files) are resolved against the file's directory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    load_file_with(path, &[])
+}
+
+/// [`load_file`] together with the distributions the admin API holds (validated by the same
+/// rules, across both sources: ids and host names are unique over all of them).
+pub fn load_file_with(path: &Path, api: &[ApiDistribution]) -> Result<Config, ConfigErrors> {
     let source = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -44,12 +51,22 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
             Err(_) => dir,
         }
     };
-    load_str(&text, &source, &dir)
+    load_str_with(&text, &source, &dir, api)
 }
 
 /// Validates configuration `text`; `source_name` labels problems and `base_dir` anchors
 /// relative paths.
 pub fn load_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    load_str_with(text, source_name, base_dir, &[])
+}
+
+/// [`load_str`] together with the admin API's distributions.
+pub fn load_str_with(
+    text: &str,
+    source_name: &str,
+    base_dir: &Path,
+    api: &[ApiDistribution],
+) -> Result<Config, ConfigErrors> {
     let loc = Locator::new(source_name, text);
     let mut problems = Problems::default();
     let doc = match toml_edit::Document::parse(text) {
@@ -68,7 +85,8 @@ pub fn load_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Config
         loc: &loc,
         problems: &mut problems,
     };
-    let raw = w.root(doc.as_table());
+    let mut raw = w.root(doc.as_table());
+    super::api::add_raw(&mut raw, api, &mut problems);
     let config = build(raw, base_dir, &mut problems);
     if problems.is_empty() {
         Ok(config)
@@ -77,7 +95,31 @@ pub fn load_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Config
     }
 }
 
-const ROOT_KEYS: &[&str] = &["edge", "cache", "distribution"];
+/// Walks a TOML document whose root table is one distribution, with key paths relative to
+/// it (an admin API body, turned into TOML); None when it does not parse (reported).
+pub(crate) fn walk_distribution(
+    text: &str,
+    source: &str,
+    problems: &mut Problems,
+) -> Option<RawDistribution> {
+    let loc = Locator::flat(source, text);
+    let doc = match toml_edit::Document::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let msg = e.message().trim().replace('\n', "; ");
+            problems.add(&Pos::flag(source), "", format!("not a distribution: {msg}"));
+            return None;
+        }
+    };
+    let mut w = Walker {
+        loc: &loc,
+        problems,
+    };
+    Some(w.distribution(doc.as_table(), Pos::flag(source), String::new()))
+}
+
+const ROOT_KEYS: &[&str] = &["edge", "cache", "control", "distribution"];
+const CONTROL_KEYS: &[&str] = &["state_dir"];
 const EDGE_KEYS: &[&str] = &[
     "name",
     "domain",
@@ -546,6 +588,12 @@ impl Walker<'_, '_> {
         if let Some((t, pos)) = self.table(root, "cache", "", &top) {
             raw.cache = self.cache(t, &pos);
         }
+        if let Some((t, pos)) = self.table(root, "control", "", &top) {
+            self.keys(t, "control", &pos, CONTROL_KEYS);
+            raw.control = RawControl {
+                state_dir: self.path(t, "state_dir", "control", &pos),
+            };
+        }
         raw.distributions_malformed = root
             .get("distribution")
             .is_some_and(|d| !d.is_array_of_tables() && !d.is_array());
@@ -614,7 +662,7 @@ impl Walker<'_, '_> {
             };
         }
         for (i, (ot, opos)) in self.tables(t, "origin", p, &pos).into_iter().enumerate() {
-            let o = self.origin(ot, opos, format!("{p}.origin[{i}]"));
+            let o = self.origin(ot, opos, format!("{}[{i}]", join(p, "origin")));
             d.origins.push(o);
         }
         for (i, (gt, gpos)) in self
@@ -622,7 +670,7 @@ impl Walker<'_, '_> {
             .into_iter()
             .enumerate()
         {
-            let gp = format!("{p}.origin_group[{i}]");
+            let gp = format!("{}[{i}]", join(p, "origin_group"));
             self.keys(gt, &gp, &gpos, GROUP_KEYS);
             d.groups.push(RawGroup {
                 id: self.string(gt, "id", &gp, &gpos),
@@ -641,7 +689,7 @@ impl Walker<'_, '_> {
             },
         };
         for (i, (bt, bpos)) in self.tables(t, "behavior", p, &pos).into_iter().enumerate() {
-            let b = self.behavior(bt, bpos, format!("{p}.behavior[{i}]"), true);
+            let b = self.behavior(bt, bpos, format!("{}[{i}]", join(p, "behavior")), true);
             d.behaviors.push(b);
         }
         d.path = path;

@@ -7,6 +7,7 @@
 //! same structs from flags, and `build` applies the rules of `check` and the checks across
 //! distributions to produce the `model`.
 
+mod api;
 mod build;
 mod check;
 mod load;
@@ -17,11 +18,12 @@ mod quick;
 mod raw;
 mod size;
 
-pub use load::{load_file, load_str};
+pub use api::{check_distribution, settings_of, ApiDistribution};
+pub use load::{load_file, load_file_with, load_str, load_str_with};
 pub use model::*;
 pub use policy::{MANAGED_CACHE_POLICIES, MANAGED_ORIGIN_REQUEST_POLICIES};
 pub use problem::{ConfigErrors, Problem};
-pub use quick::{quick, QuickOptions};
+pub use quick::{quick, quick_with, QuickOptions};
 pub use size::parse_size;
 
 #[cfg(test)]

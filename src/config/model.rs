@@ -11,7 +11,16 @@ use std::time::Duration;
 pub struct Config {
     pub edge: EdgeSettings,
     pub cache: CacheSettings,
+    pub control: ControlSettings,
     pub distributions: Vec<Distribution>,
+}
+
+/// Where distributions made through the admin API are kept (`[control]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlSettings {
+    /// The edge's durable state (the API's distributions). Default: `cairn-state` beside
+    /// the cache directory.
+    pub state_dir: PathBuf,
 }
 
 /// Process-wide settings (`[edge]`).

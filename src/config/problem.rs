@@ -135,6 +135,9 @@ pub(crate) struct Locator<'a> {
     source: Rc<str>,
     text: &'a str,
     line_starts: Vec<usize>,
+    /// Positions carry no line: the text was generated (an API body turned into TOML),
+    /// and its lines mean nothing to whoever wrote the body.
+    flat: bool,
 }
 
 impl<'a> Locator<'a> {
@@ -145,10 +148,26 @@ impl<'a> Locator<'a> {
             source: source.into(),
             text,
             line_starts,
+            flat: false,
+        }
+    }
+
+    /// A locator whose positions name only the source.
+    pub fn flat(source: &str, text: &'a str) -> Self {
+        Locator {
+            flat: true,
+            ..Locator::new(source, text)
         }
     }
 
     pub fn pos(&self, offset: usize) -> Pos {
+        if self.flat {
+            return Pos {
+                source: self.source.clone(),
+                line: 0,
+                column: 0,
+            };
+        }
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
         let start = self.line_starts.get(line - 1).copied().unwrap_or(0);

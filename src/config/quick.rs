@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use super::api::ApiDistribution;
 use super::build::build;
 use super::model::Config;
 use super::problem::{At, ConfigErrors, Pos, Problems};
@@ -46,6 +47,8 @@ pub struct QuickOptions {
     pub forward_headers: Option<String>,
     /// `--forward-host`: the viewer's Host is keyed and forwarded.
     pub forward_host: bool,
+    /// `--state-dir`, relative to the working directory.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `all`, `none` or `allow=a,b` from flag `name` (default `all`).
@@ -83,15 +86,29 @@ fn list_flag(
 
 /// Builds the configuration of quick mode from its flags.
 pub fn quick(opts: &QuickOptions) -> Result<Config, ConfigErrors> {
+    quick_with(opts, &[])
+}
+
+/// [`quick`] together with the distributions the admin API holds.
+pub fn quick_with(opts: &QuickOptions, api: &[ApiDistribution]) -> Result<Config, ConfigErrors> {
     let cwd = std::env::current_dir().unwrap_or_default();
-    quick_in(opts, &cwd)
+    quick_in_with(opts, &cwd, api)
 }
 
 fn flag<T>(value: Option<T>, name: &str) -> Field<T> {
     value.map(|v| At::new(v, Pos::flag(name)))
 }
 
+#[cfg(test)]
 fn quick_in(opts: &QuickOptions, base: &Path) -> Result<Config, ConfigErrors> {
+    quick_in_with(opts, base, &[])
+}
+
+fn quick_in_with(
+    opts: &QuickOptions,
+    base: &Path,
+    api: &[ApiDistribution],
+) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::default();
     let origin_flag = Pos::flag("--origin");
 
@@ -144,7 +161,7 @@ fn quick_in(opts: &QuickOptions, base: &Path) -> Result<Config, ConfigErrors> {
     let methods = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]
         .map(|m| At::new(m.to_string(), origin_flag.clone()))
         .to_vec();
-    let raw = RawConfig {
+    let mut raw = RawConfig {
         pos: origin_flag.clone(),
         edge: RawEdge {
             listen: flag(opts.listen, "--listen"),
@@ -156,6 +173,9 @@ fn quick_in(opts: &QuickOptions, base: &Path) -> Result<Config, ConfigErrors> {
             dir: cache_dir,
             capacity,
             ..RawCache::default()
+        },
+        control: RawControl {
+            state_dir: flag(opts.state_dir.clone(), "--state-dir"),
         },
         distributions: vec![RawDistribution {
             id: Some(At::new("default".to_string(), origin_flag.clone())),
@@ -186,6 +206,7 @@ fn quick_in(opts: &QuickOptions, base: &Path) -> Result<Config, ConfigErrors> {
         }],
         distributions_malformed: false,
     };
+    super::api::add_raw(&mut raw, api, &mut problems);
     let config = build(raw, base, &mut problems);
     if problems.is_empty() {
         Ok(config)

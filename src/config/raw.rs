@@ -16,6 +16,7 @@ pub(crate) struct RawConfig {
     pub pos: Pos,
     pub edge: RawEdge,
     pub cache: RawCache,
+    pub control: RawControl,
     pub distributions: Vec<RawDistribution>,
     /// `distribution` was there but not an array of tables (already reported).
     pub distributions_malformed: bool,
@@ -43,6 +44,11 @@ pub(crate) struct RawCache {
     pub stale_grace: Field<u64>,
     pub max_object_size: Field<u64>,
     pub min_free_disk: Field<u64>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawControl {
+    pub state_dir: Field<PathBuf>,
 }
 
 #[derive(Debug, Default)]

@@ -1361,3 +1361,20 @@ fn the_example_documents_origin_request_policies() {
     assert_eq!(api.headers, HeaderPolicy::AllExcept(vec!["x-debug".into()]));
     assert_eq!(api.cookies, ListPolicy::All);
 }
+
+#[test]
+fn the_state_directory_defaults_beside_the_cache() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.control.state_dir, Path::new("/etc/cairn/cairn-state"));
+    let c = load(&format!("[cache]\ndir = \"/var/cache/cairn\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.control.state_dir, Path::new("/var/cache/cairn-state"));
+    let c = load(&format!("[control]\nstate_dir = \"state\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.control.state_dir, Path::new("/etc/cairn/state"));
+    let c = load(EXAMPLE).unwrap();
+    assert_eq!(c.control.state_dir, Path::new("/etc/cairn/cairn-state"));
+    let (l, _, p) = only(
+        &format!("[control]\nstate = 1\n{MINIMAL}"),
+        "unknown key `state`",
+    );
+    assert_eq!((l, p.as_str()), (2, "control.state"));
+}

@@ -5,6 +5,7 @@
 //! started with (an `Arc`), and nothing on the request path looks the configuration up by
 //! name.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::access_log::{AccessLogError, AccessLogs, LogHandle};
@@ -40,6 +41,9 @@ pub struct Runtime {
     pub version: u64,
     router: Router,
     distributions: Vec<Arc<DistRuntime>>,
+    /// The revision of each distribution applied from the admin API's state; the others
+    /// come from the configuration file or flags.
+    pub api_revisions: BTreeMap<String, u64>,
 }
 
 /// A distribution as the request path uses it.
@@ -82,7 +86,24 @@ impl Runtime {
             distributions,
             version,
             config,
+            api_revisions: BTreeMap::new(),
         })
+    }
+
+    /// With the revisions of the distributions that came from the API's state.
+    pub fn with_api_revisions(mut self, revisions: BTreeMap<String, u64>) -> Self {
+        self.api_revisions = revisions;
+        self
+    }
+
+    /// Every distribution, in configuration order.
+    pub fn distributions(&self) -> &[Arc<DistRuntime>] {
+        &self.distributions
+    }
+
+    /// The distribution with id `id`.
+    pub fn distribution(&self, id: &str) -> Option<&Arc<DistRuntime>> {
+        self.distributions.iter().find(|d| d.id() == id)
     }
 
     /// The distribution that answers `host` (a Host value or an HTTP/2 authority).

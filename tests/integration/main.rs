@@ -1,6 +1,7 @@
 //! Integration tests, one binary with a module per topic.
 
 mod admin_api;
+mod admin_distributions;
 mod admin_metrics;
 mod admin_tags;
 mod common;
