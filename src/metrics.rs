@@ -142,6 +142,8 @@ pub enum Refusal {
     UriTooLong,
     /// 400: a path or query the edge will not forward.
     BadTarget,
+    /// 508: the request's Via already names this edge.
+    ViaLoop,
 }
 
 impl Refusal {
@@ -150,6 +152,7 @@ impl Refusal {
             Refusal::BodyTooLarge => "body_too_large",
             Refusal::UriTooLong => "uri_too_long",
             Refusal::BadTarget => "bad_target",
+            Refusal::ViaLoop => "via_loop",
         }
     }
 }
@@ -394,7 +397,7 @@ impl Metrics {
         let refused = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "cairn_viewer_requests_refused",
-            "Viewer requests refused by the edge before any origin request, by reason (body_too_large, uri_too_long, bad_target)",
+            "Viewer requests refused by the edge before any origin request, by reason (body_too_large, uri_too_long, bad_target, via_loop)",
             refused.clone(),
         );
         let panics = Family::<SiteLabels, Counter>::default();

@@ -157,6 +157,7 @@ fn origin_settings(o: &Origin) -> Value {
         .collect();
     json!({
         "id": o.id,
+        "type": o.kind.as_str(),
         "url": o.base_url(),
         // An empty prefix is written by leaving it out.
         "path": (!o.path.is_empty()).then_some(&o.path),

@@ -629,8 +629,21 @@ fn origin(o: &RawOrigin, index: usize, base: &Path, p: &mut Problems) -> (Origin
     let (scheme, host, port, path) = origin_address(o, p);
     let headers = origin_headers(o, p);
     let ca_file = origin_ca_file(o, scheme, base, p);
+    let kind = match o.kind.as_ref().map(|k| (k.value.as_str(), k)) {
+        None | Some(("http", _)) => OriginKind::Http,
+        Some(("edge", _)) => OriginKind::Edge,
+        Some((other, k)) => {
+            p.add(
+                &k.pos,
+                &join(op, "type"),
+                format!("{other:?} is not an origin type: \"http\" (a server) or \"edge\" (another Cairn edge, a parent tier)"),
+            );
+            OriginKind::Http
+        }
+    };
     let origin = Origin {
         id,
+        kind,
         scheme: scheme.unwrap_or(Scheme::Http),
         host,
         port,

@@ -156,6 +156,7 @@ const DISTRIBUTION_KEYS: &[&str] = &[
 const LOGGING_KEYS: &[&str] = &["enabled", "file"];
 const ORIGIN_KEYS: &[&str] = &[
     "id",
+    "type",
     "url",
     "path",
     "headers",
@@ -702,6 +703,7 @@ impl Walker<'_, '_> {
         self.keys(t, p, &pos, ORIGIN_KEYS);
         let mut o = RawOrigin {
             id: self.string(t, "id", p, &pos),
+            kind: self.string(t, "type", p, &pos),
             url: self.string(t, "url", p, &pos),
             path_prefix: self.string(t, "path", p, &pos),
             connect_timeout: self.unsigned(t, "connect_timeout", p, &pos),

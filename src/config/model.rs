@@ -127,6 +127,8 @@ pub struct Logging {
 pub struct Origin {
     /// Unique within the distribution.
     pub id: String,
+    /// An HTTP server, or another Cairn edge (a parent tier). Default http.
+    pub kind: OriginKind,
     /// `http` or `https`.
     pub scheme: Scheme,
     /// Host name or IP address (no brackets for IPv6).
@@ -159,6 +161,27 @@ impl Origin {
             self.host.clone()
         };
         format!("{}://{}:{}", self.scheme.as_str(), host, self.port)
+    }
+}
+
+/// What an origin is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OriginKind {
+    /// An HTTP(S) server.
+    #[default]
+    Http,
+    /// Another Cairn edge, a parent tier: it is sent the viewer's Host (so that it routes
+    /// the request to the same distribution) and its own result comes back to the viewer
+    /// as `X-Cache-Parent`.
+    Edge,
+}
+
+impl OriginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OriginKind::Http => "http",
+            OriginKind::Edge => "edge",
+        }
     }
 }
 

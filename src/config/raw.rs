@@ -81,6 +81,8 @@ pub(crate) struct RawOrigin {
     pub path: String,
     pub pos: Pos,
     pub id: Field<String>,
+    /// `type`: "http" or "edge".
+    pub kind: Field<String>,
     pub url: Field<String>,
     /// Quick mode: a path in the URL is the origin path, not an error.
     pub url_path_is_prefix: bool,

@@ -360,6 +360,21 @@ fn edge_rules_report_their_line() {
 }
 
 #[test]
+fn origin_type_is_http_or_edge() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.distributions[0].origins[0].kind, OriginKind::Http);
+    let c = load(&format!("{MINIMAL}type = \"edge\"\n")).unwrap();
+    assert_eq!(c.distributions[0].origins[0].kind, OriginKind::Edge);
+    assert_eq!(
+        only(
+            &format!("{MINIMAL}type = \"cdn\"\n"),
+            "\"cdn\" is not an origin type: \"http\" (a server) or \"edge\""
+        ),
+        (4, 8, "distribution[0].origin[0].type".into())
+    );
+}
+
+#[test]
 fn unknown_keys_are_reported_with_location_and_accepted_keys() {
     let (line, col, path) = only(
         &format!("{MINIMAL}conect_timeout = 5\n"),
@@ -373,7 +388,7 @@ fn unknown_keys_are_reported_with_location_and_accepted_keys() {
     assert!(p.message.contains("did you mean `connect_timeout`?"), "{p}");
     assert!(
         p.message
-            .contains("accepted keys here: id, url, path, headers,"),
+            .contains("accepted keys here: id, type, url, path, headers,"),
         "{p}"
     );
 

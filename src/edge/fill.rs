@@ -25,6 +25,7 @@ use crate::edge::context::RequestCtx;
 use crate::edge::head::FillHead;
 use crate::edge::meta::{Freshness, Meta, StoredResponse};
 use crate::edge::state::Edge;
+use crate::edge::tier;
 use crate::fault::panic_message;
 use crate::httpcache::{self, Admission, Admitting, Received, StoreDecision, VarySpec};
 use crate::metrics::PanicSite;
@@ -162,7 +163,10 @@ async fn fetch(edge: &Edge, req: &FillRequest, fill: &Fill<FillHead>) -> Option<
         return failed(StatusCode::BAD_GATEWAY, msg, "OriginConnectError", why);
     };
     match fetched.result {
-        Ok(r) => Some(r),
+        Ok(mut r) => {
+            tier::from_parent(&fetched.origin.origin, r.headers_mut());
+            Some(r)
+        }
         Err(e) => {
             tracing::warn!(distribution = %ctx.dist_id(), error = %e, "origin request failed");
             failed(

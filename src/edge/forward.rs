@@ -1,6 +1,7 @@
 //! The request the edge sends to an origin: the viewer's request parts the behaviour's
 //! policies forward (`cache_key::forward`: exactly what the key includes, plus what the
-//! origin request policy adds), the edge's own fields (Host, X-Forwarded-For and Via
+//! origin request policy adds), the edge's own fields (Host — the viewer's for a parent
+//! edge, the origin's otherwise —, X-Forwarded-For and Via
 //! extended with the viewer's, User-Agent when the viewer's is not forwarded) and the
 //! origin's custom headers, which win over any viewer value.
 
@@ -12,7 +13,7 @@ use http::{HeaderMap, Method, Uri};
 use crate::body::BoxBody;
 use crate::cache_key::forward::{forwarded_headers, Exchange, Forwarded, Policies};
 use crate::cache_key::KeyedRequest;
-use crate::config::{Origin, Scheme};
+use crate::config::{Origin, OriginKind, Scheme};
 use crate::origin::OutgoingRequest;
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -25,6 +26,8 @@ pub struct Viewer {
     pub forwarded_for: Option<String>,
     /// The viewer's own Via, to which the edge appends itself (RFC 9110 §7.6.3).
     pub via: Option<String>,
+    /// The viewer's Host, sent to a parent edge so that it routes to the same distribution.
+    pub host: Option<String>,
 }
 
 /// A viewer's request, as the origin requests made for it need it.
@@ -86,9 +89,11 @@ impl ForwardRequest {
         for (name, value) in self.extra.iter() {
             headers.append(name.clone(), value.clone());
         }
-        let host = match &self.forwarded.host {
-            Some(h) => Some(h.clone()),
-            None => HeaderValue::from_str(&origin_authority(origin)).ok(),
+        let viewer_host = self.viewer.host.as_deref();
+        let host = match (&self.forwarded.host, origin.kind, viewer_host) {
+            (Some(h), _, _) => Some(h.clone()),
+            (None, OriginKind::Edge, Some(h)) => HeaderValue::from_str(h).ok(),
+            (None, _, _) => HeaderValue::from_str(&origin_authority(origin)).ok(),
         };
         if let Some(h) = host {
             headers.insert(HOST, h);

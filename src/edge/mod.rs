@@ -7,7 +7,8 @@
 //! request, start to end), `cached` (GET and HEAD as explicit phases), `fill` (one origin
 //! fetch into the store), `pass` (what is passed through uncached), `hit` and `partial`
 //! (answers from the store), `forward` (the origin request), `access` (the log line),
-//! `respond` (the headers every response carries), `server` (connections).
+//! `respond` (the headers every response carries), `tier` (parent edges: Via loops and
+//! `X-Cache-Parent`), `server` (connections).
 
 mod access;
 mod answer;
@@ -27,6 +28,7 @@ pub mod runtime;
 pub mod server;
 mod state;
 mod store_warn;
+mod tier;
 mod tracked;
 
 pub use crate::result::ResultType;

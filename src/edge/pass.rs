@@ -26,6 +26,7 @@ use crate::edge::context::RequestCtx;
 use crate::edge::partial;
 use crate::edge::respond::decorate;
 use crate::edge::state::Edge;
+use crate::edge::tier;
 use crate::httpcache;
 use crate::metrics::Refusal;
 use crate::origin::fetch;
@@ -126,6 +127,7 @@ async fn pass(edge: &Edge, ctx: &RequestCtx, passed: Passed) -> Answer {
         }
     };
     let (mut parts, mut body) = resp.into_parts();
+    tier::from_parent(&fetched.origin.origin, &mut parts.headers);
     if limit.is_some() {
         invalidate_after(edge, ctx, &fetched.origin.origin, &parts);
         httpcache::strip_hop_by_hop(&mut parts.headers);

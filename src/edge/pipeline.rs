@@ -23,7 +23,7 @@ use crate::edge::forward::{Viewer, ViewerRequest};
 use crate::edge::runtime::{DistRuntime, Runtime};
 use crate::edge::state::Edge;
 use crate::edge::tracked::{Outcome, Tracked};
-use crate::edge::{cached, pass};
+use crate::edge::{cached, pass, tier};
 use crate::httpcache::RequestFacts;
 use crate::metrics::{Refusal, NO_DISTRIBUTION};
 use crate::result::ResultType;
@@ -186,6 +186,15 @@ fn context(
         edge.metrics.refused(why);
         Box::new(Answer::error(status, msg, rt.edge_name(), Some(d.clone())))
     };
+    let via = header_str(req.headers(), VIA);
+    if let Some(via) = via
+        .as_deref()
+        .filter(|v| tier::loops_back(v, rt.edge_name()))
+    {
+        tracing::warn!(distribution = %d.id(), via, "request loop: this edge's name is already in the request's Via (tier origins point back here, or two edges of a tier share one [edge] name)");
+        let msg = "The request has already passed through this edge (a loop between tiers).";
+        return Err(refuse(Refusal::ViaLoop, StatusCode::LOOP_DETECTED, msg));
+    }
     let path = target_path(req).map_err(|(why, status, msg)| refuse(why, status, &msg))?;
     let b = d.behavior_for(&path).clone();
     let config = &b.config;
@@ -221,7 +230,8 @@ fn context(
         viewer: Viewer {
             ip: peer.ip(),
             forwarded_for: header_str(headers, "x-forwarded-for"),
-            via: header_str(headers, VIA),
+            via,
+            host: host_of(req),
         },
         uri: req.uri().clone(),
         query,

@@ -11,6 +11,7 @@ mod edge_forwarding;
 mod edge_harness;
 mod edge_logs;
 mod edge_policy;
+mod edge_tiers;
 mod fault_crash;
 mod fault_origin;
 mod fault_panic;
