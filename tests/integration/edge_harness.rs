@@ -847,3 +847,12 @@ pub async fn scrape_metrics(admin: SocketAddr) -> String {
     assert_eq!(r.status, 200, "GET /metrics");
     r.text()
 }
+
+/// A loopback port nobody listens on now (for a config that must name its own port, or
+/// an origin that is down).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -4,20 +4,12 @@
 //! access log stay its own; a parent tier may fail over to the origin; a request that
 //! comes back to an edge it already passed (its name in `Via`) is a 508.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::edge_harness::*;
 
 const ALIAS: &str = "shop.example";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// An edge named `name` serving distribution `shop` (alias shop.example, logged to
 /// logs/shop.log) from `origins` (TOML `[[distribution.origin]]` blocks and anything after).

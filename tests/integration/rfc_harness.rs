@@ -13,7 +13,6 @@
 //! under `CI=true`).
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -154,13 +153,6 @@ fn harness() -> Option<PathBuf> {
     }
     eprintln!("skipping rfc_harness: {why}");
     None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// The harness's test server on `port`, killed on drop.
